@@ -1,0 +1,20 @@
+"""bayesmixed: lme4-style mixed-effects models, fitted exactly (REML/ML/Laplace) and by NUTS."""
+
+from bayesmixed.datasets import describe_dataset, list_datasets, load_dataset
+from bayesmixed.errors import (
+    BayesMixedError, BayesMixedWarning, ConvergenceWarning, DesignError, DivergenceWarning, FitError,
+    FormulaError, LowESSWarning, MissingDataWarning, RankDeficiencyWarning, RhatWarning, SamplingError,
+    SamplingWarning, ScaleWarning, SeparationWarning, SingularFitWarning, TreeDepthWarning,
+)
+from bayesmixed.model import Model
+from bayesmixed.compare import anova, compare
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model", "anova", "compare", "load_dataset", "list_datasets", "describe_dataset",
+    "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
+    "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
+    "ScaleWarning", "MissingDataWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
+    "LowESSWarning", "TreeDepthWarning", "SeparationWarning",
+]

@@ -1,0 +1,76 @@
+"""Model comparison: likelihood-ratio tables (``anova``) and LOO (``compare``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayesmixed.errors import DesignError
+
+
+def _as_ml(fit):
+    """REML fits are refitted by ML before a likelihood-ratio test, as R's anova does."""
+    if getattr(fit, "method", None) == "reml":
+        from bayesmixed.likelihood.lmm import fit_lmm
+
+        return fit_lmm(fit.design, reml=False, start=fit.theta)
+    return fit
+
+
+def anova(*fits, refit: bool = True, **named_fits) -> pd.DataFrame:
+    """Likelihood-ratio table for nested fits, like R's ``anova(m1, m2, ...)`` on merMod objects.
+
+    Models are sorted by number of parameters; each row is compared with the one
+    above it. REML fits are refitted by ML (``refit=True``), as lme4 does.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> d = bm.load_dataset("sleepstudy")
+    >>> m1 = bm.Model("Reaction ~ Days + (1 | Subject)", d).fit()
+    >>> m2 = bm.Model("Reaction ~ Days + (Days | Subject)", d).fit()
+    >>> tab = bm.anova(m1, m2)
+    >>> round(tab["Chisq"].iloc[1], 2)
+    42.14
+    """
+    items = [(f"model{i + 1}", f) for i, f in enumerate(fits)] + list(named_fits.items())
+    if len(items) < 2:
+        raise DesignError("anova() needs at least two fits to compare")
+    n = {f.nobs for _, f in items}
+    if len(n) > 1:
+        raise DesignError(f"models were fitted to different numbers of observations: {sorted(n)}")
+    for name, f in items:
+        if getattr(f, "method", None) in ("nuts", "map"):
+            raise DesignError(f"{name} is a posterior fit; use bm.compare() for LOO comparison")
+    rows = []
+    for name, f in items:
+        g = _as_ml(f) if refit else f
+        rows.append({"model": name, "npar": g.n_params, "AIC": g.aic, "BIC": g.bic, "logLik": g.loglik,
+                     "deviance": -2 * g.loglik, "formula": g.design.parsed.formula})
+    tab = pd.DataFrame(rows).sort_values("npar", kind="stable").set_index("model")
+    dev = tab["deviance"].to_numpy()
+    npar = tab["npar"].to_numpy()
+    chisq = np.concatenate([[np.nan], dev[:-1] - dev[1:]])
+    df = np.concatenate([[np.nan], np.diff(npar)]).astype(float)
+    with np.errstate(invalid="ignore"):
+        p = np.where(df > 0, stats.chi2.sf(np.maximum(chisq, 0), np.where(df > 0, df, 1)), np.nan)
+    tab["Chisq"] = np.where(np.isfinite(chisq), np.maximum(chisq, 0), np.nan)
+    tab["Df"] = df
+    tab["Pr(>Chisq)"] = p
+    return tab[["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)", "formula"]]
+
+
+def compare(fits: dict, **kwargs) -> pd.DataFrame:
+    """Rank posterior fits by PSIS-LOO (ArviZ's ``compare``)."""
+    import arviz as az
+
+    if not isinstance(fits, dict) or len(fits) < 2:
+        raise DesignError("compare() takes a dict of at least two posterior fits: {'name': fit, ...}")
+    idatas = {}
+    for name, f in fits.items():
+        if getattr(f, "method", None) != "nuts":
+            raise DesignError(f"{name!r} is not a posterior fit (method='nuts'); use bm.anova() for "
+                              "likelihood fits")
+        idatas[name] = f.idata
+    return az.compare(idatas, **kwargs)

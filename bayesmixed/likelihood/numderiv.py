@@ -1,0 +1,65 @@
+"""Finite-difference derivatives with Richardson extrapolation (as numDeriv, which lmerTest uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _steps(x: np.ndarray, rel: float) -> np.ndarray:
+    return rel * np.maximum(np.abs(x), 0.05)
+
+
+def gradient(f, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    h = _steps(x, rel)
+    g = np.empty(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h[i]
+        d1 = (f(x + e) - f(x - e)) / (2 * h[i])
+        d2 = (f(x + e / 2) - f(x - e / 2)) / h[i]
+        g[i] = (4 * d2 - d1) / 3
+    return g
+
+
+def hessian(f, x: np.ndarray, rel: float = 1e-3) -> np.ndarray:
+    """Symmetric Hessian by central differences at steps h and h/2, Richardson-combined."""
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    h0 = _steps(x, rel)
+    f0 = f(x)
+
+    def central(h):
+        H = np.empty((k, k))
+        fp = np.empty(k)
+        fm = np.empty(k)
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h[i]
+            fp[i], fm[i] = f(x + e), f(x - e)
+            H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+        for i in range(k):
+            for j in range(i + 1, k):
+                ei = np.zeros(k)
+                ej = np.zeros(k)
+                ei[i], ej[j] = h[i], h[j]
+                H[i, j] = H[j, i] = (
+                    f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
+                ) / (4 * h[i] * h[j])
+        return H
+
+    return (4 * central(h0 / 2) - central(h0)) / 3
+
+
+def jacobian(f, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    """Jacobian of an array-valued f: returns array of shape (x.size, *f(x).shape)."""
+    x = np.asarray(x, dtype=float)
+    h = _steps(x, rel)
+    out = []
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h[i]
+        d1 = (f(x + e) - f(x - e)) / (2 * h[i])
+        d2 = (f(x + e / 2) - f(x - e / 2)) / h[i]
+        out.append((4 * d2 - d1) / 3)
+    return np.array(out)

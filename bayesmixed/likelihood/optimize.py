@@ -1,0 +1,75 @@
+"""Bounded derivative-free minimisation over theta (lme4's optimizeLmer with nloptwrap)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+from bayesmixed.errors import ConvergenceWarning
+
+
+@dataclass
+class OptResult:
+    x: np.ndarray
+    fun: float
+    n_evals: int
+    status: str
+    messages: list[str] = field(default_factory=list)
+
+
+NLOPT_STATUS = {
+    1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached",
+    5: "maxeval reached", 6: "maxtime reached", -1: "failure", -2: "invalid args",
+    -3: "out of memory", -4: "roundoff limited", -5: "forced stop",
+}
+
+
+def minimize_bobyqa(fun, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray | None = None,
+                    ftol_abs: float = 1e-10, xtol_abs: float = 1e-9, ftol_rel: float = 1e-13,
+                    maxeval: int = 100_000, initial_step: np.ndarray | float | None = None) -> OptResult:
+    """Minimise ``fun`` with NLopt's BOBYQA under box constraints (MixedModels.jl's default)."""
+    x0 = np.asarray(x0, dtype=float)
+    k = x0.size
+    best = {"f": np.inf, "x": x0.copy()}
+    count = [0]
+
+    def objective(x, grad):
+        count[0] += 1
+        f = fun(np.array(x))
+        if not np.isfinite(f):
+            f = 1e300
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x)
+        return f
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(np.asarray(lower, dtype=float))
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float))
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxeval)
+    if initial_step is not None:
+        opt.set_initial_step(initial_step)
+    try:
+        x = opt.optimize(x0)
+        status = NLOPT_STATUS.get(opt.last_optimize_result(), "unknown")
+    except nlopt.RoundoffLimited:
+        x, status = best["x"], "roundoff limited"
+    except (RuntimeError, ValueError) as exc:
+        x, status = best["x"], f"failure: {exc}"
+    x = np.asarray(x)
+    f = fun(x)
+    if best["f"] < f:
+        x, f = best["x"], best["f"]
+    msgs = []
+    if status == "maxeval reached":
+        msgs.append(f"maximum number of function evaluations ({maxeval}) reached")
+        warnings.warn(f"optimizer stopped after {maxeval} evaluations without converging; "
+                      "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
+    return OptResult(x=x, fun=float(f), n_evals=count[0], status=status, messages=msgs)
