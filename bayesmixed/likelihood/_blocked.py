@@ -39,11 +39,12 @@ class BlockedFactor:
     """Factor pieces at one theta. L = [[L11, 0], [L21, L22]] over (Z1 | Zrest, X, y)."""
 
     L11: np.ndarray            # (l1, k1, k1) lower factors of the first term's diagonal blocks
-    L21: sp.csr_array          # (m, q1) sparse
+    L21: sp.csr_array | None   # (m, q1) sparse; filled on demand by BlockedSystem.L21
     L22: np.ndarray            # (m, m) dense lower
     q1: int
     q_rest: int
     p: int
+    theta: np.ndarray | None = None
 
     @property
     def ldL2(self) -> float:
@@ -115,43 +116,123 @@ class BlockedSystem:
         mats.append(sp.eye_array(self.p + 1, format="csr"))
         return sp.csr_array(sp.block_diag(mats, format="csr"))
 
+    def _prepare_products(self) -> None:
+        """Index the level blocks of A21 once, for P(theta1) = A21 D A21' by scatter-add.
+
+        For level g of the first term, V_g holds the nonzero rows of its k1 columns
+        of A21 (r_g x k1). Then A21 D A21' = sum_g V_g D_g V_g' with the small
+        k1 x k1 matrices D_g = T1 (T1' A11_g T1 + I)^{-1} T1' (the Schur complement
+        of the first term's block; JSS Sec. 3.6). Levels with equal r_g are batched.
+        """
+        k1, l1 = self.t1.n_cols, self.t1.n_levels
+        A = sp.csr_array(self.A21).tocsc()
+        A.sort_indices()
+        # large designs: a compiled rank update over the CSC arrays, no index expansion
+        work = int(np.sum(np.diff(A.indptr) ** 2)) * k1
+        if work > 300_000:
+            self._csc = (A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data.astype(float))
+            self._pgroups, self._pflat = None, None
+            return
+        self._csc = None
+        groups: dict[int, list[int]] = {}
+        level_rows = []
+        for g in range(l1):
+            lo, hi = A.indptr[g * k1], A.indptr[(g + 1) * k1]
+            rows = np.unique(A.indices[lo:hi])
+            level_rows.append(rows)
+            groups.setdefault(len(rows), []).append(g)
+        self._pgroups = []
+        flat_parts = []
+        dense = A.toarray() if A.shape[0] * A.shape[1] <= 4_000_000 else None
+        for r, levels in sorted(groups.items()):
+            if r == 0:
+                continue
+            levels = np.asarray(levels)
+            rows = np.stack([level_rows[g] for g in levels])                     # (nl, r)
+            cols = levels[:, None] * k1 + np.arange(k1)                          # (nl, k1)
+            if dense is not None:
+                V = dense[rows[:, :, None], cols[:, None, :]]                    # (nl, r, k1)
+            else:
+                V = np.stack([A[rows[i]][:, cols[i]].toarray() for i in range(len(levels))])
+            self._pgroups.append((levels, V))
+            flat_parts.append((rows[:, :, None] * self.m + rows[:, None, :]).ravel())
+        self._pflat = np.concatenate(flat_parts) if flat_parts else np.zeros(0, dtype=np.int64)
+
+    def _D_blocks(self, T1: np.ndarray):
+        """(L11, D): first-term factors and D_g = T1 M11_g^{-1} T1' for every level."""
+        k1 = self.t1.n_cols
+        if k1 == 1:
+            t2 = T1[0, 0] ** 2
+            M = t2 * self.A11 + 1.0
+            return np.sqrt(M), t2 / M
+        M11 = T1.T @ self.A11 @ T1 + np.eye(k1)
+        L11 = np.linalg.cholesky(M11)
+        Linv = np.linalg.inv(L11)
+        W = T1 @ np.swapaxes(Linv, 1, 2)                                         # T1 L^{-T}
+        return L11, W @ np.swapaxes(W, 1, 2)
+
     def factor(self, theta: np.ndarray) -> BlockedFactor:
         d = self.design
         blocks = d.lambda_blocks(np.asarray(theta, dtype=float))
         T1, Trest = blocks[0], blocks[1:]
-        k1, l1 = self.t1.n_cols, self.t1.n_levels
-        # first term: M11[g] = T1' A11[g] T1 + I, factor each block
-        if k1 == 1:
-            L11 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)
-            Binv = sp.diags_array(T1[0, 0] / L11[:, 0, 0])          # T1blk @ L11^{-T}
+        if not hasattr(self, "_csc"):
+            self._prepare_products()
+        L11, D = self._D_blocks(T1)
+        # P = A21 D A21' (dense m x m); only its lower triangle is used by the factorization
+        if self._csc is not None:
+            from bayesmixed.likelihood._kernels import rank_update_lower
+
+            P = rank_update_lower(np.zeros((self.m, self.m)), *self._csc,
+                                  np.ascontiguousarray(D.reshape(-1, self.t1.n_cols, self.t1.n_cols)),
+                                  self.t1.n_cols)
+            if not all(t.n_cols == 1 for t in self.rest):   # Lr' S0 Lr mixes both triangles
+                from bayesmixed.likelihood._kernels import symmetric_from_lower
+
+                P = symmetric_from_lower(P)
         else:
-            M11 = T1.T @ self.A11 @ T1 + np.eye(k1)
-            L11 = np.linalg.cholesky(M11)
-            Linv = np.linalg.inv(L11)                               # (l1, k1, k1)
-            blk = T1 @ np.swapaxes(Linv, 1, 2)                      # T1 L11^{-T}
-            Binv = sp.bsr_array((blk, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
-        # M21 = Lr' A21 T1blk ; L21 = M21 L11^{-T}
+            contrib = []
+            for levels, V in self._pgroups:
+                Dg = D[levels]                                                   # (nl, k1, k1)
+                contrib.append(((V @ Dg) @ np.swapaxes(V, 1, 2)).ravel())        # (nl, r, r)
+            vals = np.concatenate(contrib) if contrib else np.zeros(0)
+            P = np.bincount(self._pflat, weights=vals, minlength=self.m * self.m).reshape(self.m, self.m)
+        S0 = self.A22 - P
+        # S = Lr' S0 Lr + diag(I_qr, 0)
         if all(t.n_cols == 1 for t in self.rest):
             scale = np.ones(self.m)
             for start, t, T in zip(self._starts, self.rest, Trest):
                 scale[start : start + t.q] = T[0, 0]
-            L21 = sp.csr_array(sp.diags_array(scale) @ self.A21 @ Binv)
-            M22 = self.A22 * scale[:, None] * scale[None, :]
+            S = S0 * scale[:, None]
+            S *= scale[None, :]
         else:
-            Lr = self._lambda_rest_sparse(Trest)
-            L21 = sp.csr_array(Lr.T @ self.A21 @ Binv)
-            half = _right_kron(self.A22, self._starts, self.rest, Trest)
-            M22 = _right_kron(np.ascontiguousarray(half.T), self._starts, self.rest, Trest)
-        S = M22 - (L21 @ L21.T).toarray()
+            half = _right_kron(S0, self._starts, self.rest, Trest)
+            S = _right_kron(np.ascontiguousarray(half.T), self._starts, self.rest, Trest)
         S[self._diag_idx, self._diag_idx] += 1.0
         L22 = sla.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
-        return BlockedFactor(L11=L11, L21=L21, L22=L22, q1=self.q1, q_rest=self.q_rest, p=self.p)
+        return BlockedFactor(L11=L11, L21=None, L22=L22, q1=self.q1, q_rest=self.q_rest, p=self.p,
+                             theta=np.asarray(theta, dtype=float))
+
+    def L21(self, F: BlockedFactor) -> sp.csr_array:
+        """Sparse (m, q1) block L21 = Lr' A21 T1blk L11^{-T} (needed only at the optimum)."""
+        if F.L21 is not None:
+            return F.L21
+        blocks = self.design.lambda_blocks(F.theta)
+        T1, Trest = blocks[0], blocks[1:]
+        k1, l1 = self.t1.n_cols, self.t1.n_levels
+        if k1 == 1:
+            Binv = sp.diags_array(T1[0, 0] / F.L11[:, 0, 0])
+        else:
+            blk = T1 @ np.swapaxes(np.linalg.inv(F.L11), 1, 2)
+            Binv = sp.bsr_array((blk, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
+        Lr = self._lambda_rest_sparse(Trest)
+        F.L21 = sp.csr_array(Lr.T @ self.A21 @ Binv)
+        return F.L21
 
     # ---- solutions at a factor ------------------------------------------------------
     def solve_beta_u(self, F: BlockedFactor) -> tuple[np.ndarray, np.ndarray]:
         """beta and spherical u from back-substitution with L' (MixedModels.jl)."""
         qr, p = self.q_rest, self.p
-        L22, L21 = F.L22, F.L21
+        L22, L21 = F.L22, self.L21(F)
         ly = L22[-1, :-1]                                   # y row, over (Zrest, X)
         LXX = L22[qr : qr + p, qr : qr + p]
         beta = sla.solve_triangular(LXX.T, ly[qr:], lower=False) if p else np.zeros(0)
@@ -185,6 +266,6 @@ class BlockedSystem:
             s = slice(g * k1, (g + 1) * k1)
             L[s, s] = F.L11[g]
         if qr:
-            L[q1:, :q1] = F.L21[:qr, :].toarray()
+            L[q1:, :q1] = self.L21(F)[:qr, :].toarray()
             L[q1:, q1:] = F.L22[:qr, :qr]
         return L
