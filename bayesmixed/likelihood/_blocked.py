@@ -178,16 +178,26 @@ class BlockedSystem:
         if not hasattr(self, "_csc"):
             self._prepare_products()
         L11, D = self._D_blocks(T1)
+        scalar_rest = all(t.n_cols == 1 for t in self.rest)
+        if scalar_rest:
+            scale = np.ones(self.m)
+            for start, t, T in zip(self._starts, self.rest, Trest):
+                scale[start : start + t.q] = T[0, 0]
+        if self._csc is not None and self.t1.n_cols == 1 and scalar_rest:
+            from bayesmixed.likelihood._kernels import schur_scalar_upper
+
+            U = schur_scalar_upper(self.A22, *self._csc, D.reshape(-1), scale, self.q_rest)
+            L22 = sla.cholesky(U.T, lower=True, overwrite_a=True, check_finite=False)
+            return BlockedFactor(L11=L11, L21=None, L22=L22, q1=self.q1, q_rest=self.q_rest, p=self.p,
+                                 theta=np.asarray(theta, dtype=float))
         # P = A21 D A21' (dense m x m); only its lower triangle is used by the factorization
         if self._csc is not None:
-            from bayesmixed.likelihood._kernels import rank_update_lower
+            from bayesmixed.likelihood._kernels import rank_update_lower, symmetric_from_lower
 
             P = rank_update_lower(np.zeros((self.m, self.m)), *self._csc,
                                   np.ascontiguousarray(D.reshape(-1, self.t1.n_cols, self.t1.n_cols)),
                                   self.t1.n_cols)
-            if not all(t.n_cols == 1 for t in self.rest):   # Lr' S0 Lr mixes both triangles
-                from bayesmixed.likelihood._kernels import symmetric_from_lower
-
+            if not scalar_rest:                      # Lr' S0 Lr mixes both triangles
                 P = symmetric_from_lower(P)
         else:
             contrib = []
@@ -198,10 +208,7 @@ class BlockedSystem:
             P = np.bincount(self._pflat, weights=vals, minlength=self.m * self.m).reshape(self.m, self.m)
         S0 = self.A22 - P
         # S = Lr' S0 Lr + diag(I_qr, 0)
-        if all(t.n_cols == 1 for t in self.rest):
-            scale = np.ones(self.m)
-            for start, t, T in zip(self._starts, self.rest, Trest):
-                scale[start : start + t.q] = T[0, 0]
+        if scalar_rest:
             S = S0 * scale[:, None]
             S *= scale[None, :]
         else:

@@ -34,3 +34,33 @@ def rank_update_lower(P, indptr, indices, data, D, k):  # pragma: no cover - com
 
 def symmetric_from_lower(P: np.ndarray) -> np.ndarray:
     return np.tril(P) + np.tril(P, -1).T
+
+
+@numba.njit(cache=True, nogil=True)
+def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest):  # pragma: no cover
+    """Upper triangle (row-major, so contiguous) of
+    S = diag(scale) (A22 - A21 diag(d) A21') diag(scale) + diag(I_qr, 0).
+
+    The first term is scalar (k1 = 1), so each column j of A21 adds
+    d_j a_j a_j'; CSC row indices are sorted, so pairs b >= a land in the upper
+    triangle U[ia, ib]. ``U.T`` (Fortran order) is then the lower triangle of S.
+    """
+    m = A22.shape[0]
+    U = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            U[i, j] = A22[i, j]
+    for j in range(indptr.shape[0] - 1):
+        dj = d[j]
+        for a in range(indptr[j], indptr[j + 1]):
+            ia = indices[a]
+            va = data[a] * dj
+            for b in range(a, indptr[j + 1]):
+                U[ia, indices[b]] -= va * data[b]
+    for i in range(m):
+        si = scale[i]
+        for j in range(i, m):
+            U[i, j] *= si * scale[j]
+        if i < q_rest:
+            U[i, i] += 1.0
+    return U

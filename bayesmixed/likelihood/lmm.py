@@ -20,16 +20,15 @@ def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL)
     return bool(np.any(theta[lower == 0] < tol))
 
 
-def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray) -> list[str]:
+def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | None = None) -> list[str]:
     """Scaled-gradient and Hessian checks like lme4's checkConv (skipped at the boundary)."""
-    from bayesmixed.likelihood.numderiv import gradient, hessian
+    from bayesmixed.likelihood.numderiv import deriv12
 
     msgs: list[str] = []
     if theta.size > 12:
         return msgs
     try:
-        g = gradient(devfun, theta)
-        H = hessian(devfun, theta)
+        g, H = deriv12(devfun, theta, f0=f0)
     except Exception:  # noqa: BLE001 - a failed check must not fail the fit
         return msgs
     try:
@@ -89,7 +88,7 @@ def fit_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: b
             SingularFitWarning, stacklevel=3,
         )
     elif check_conv:
-        conv = check_convergence(dev, theta, design.lower)
+        conv = check_convergence(dev, theta, design.lower, f0=state.deviance)
         for m in conv:
             warnings.warn(m, ConvergenceWarning, stacklevel=3)
         msgs += conv

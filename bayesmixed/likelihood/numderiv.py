@@ -63,3 +63,26 @@ def jacobian(f, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
         d2 = (f(x + e / 2) - f(x - e / 2)) / h[i]
         out.append((4 * d2 - d1) / 3)
     return np.array(out)
+
+
+def deriv12(f, x: np.ndarray, delta: float = 1e-4, f0: float | None = None):
+    """Gradient and Hessian from 1 + 2k + k(k-1)/2 evaluations (lme4's ``deriv12``).
+
+    Cheap enough to run after every fit for the convergence check.
+    """
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    f0 = f(x) if f0 is None else f0
+    fp, fm = np.empty(k), np.empty(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = delta
+        fp[i], fm[i] = f(x + e), f(x - e)
+    g = (fp - fm) / (2 * delta)
+    H = np.diag((fp - 2 * f0 + fm) / delta**2)
+    for i in range(k):
+        for j in range(i + 1, k):
+            e = np.zeros(k)
+            e[i] = e[j] = delta
+            H[i, j] = H[j, i] = (f(x + e) - fp[i] - fp[j] + f0) / delta**2
+    return g, H
