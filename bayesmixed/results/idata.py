@@ -36,5 +36,6 @@ def normal_approximation_idata(fit, draws: int = 1000, seed: int = 0):
         dims[f"b_{t.name}"] = [t.group_dim, t.term_dim]
     if getattr(fit, "sigma", None) is not None and d.family.name == "gaussian":
         post["sigma"] = np.full((1, draws), fit.sigma)
-    return az.from_dict({"posterior": post}, coords=coords, dims=dims,
-                        attrs={"approximation": f"normal approximation at the {fit.method} estimate"})
+    dt = az.from_dict({"posterior": post}, coords=coords, dims=dims)
+    dt["posterior"].attrs["approximation"] = f"normal approximation at the {fit.method} estimate"
+    return dt
