@@ -31,7 +31,7 @@ def anova(*fits, refit: bool = True, **named_fits) -> pd.DataFrame:
     >>> m1 = bm.Model("Reaction ~ Days + (1 | Subject)", d).fit()
     >>> m2 = bm.Model("Reaction ~ Days + (Days | Subject)", d).fit()
     >>> tab = bm.anova(m1, m2)
-    >>> round(tab["Chisq"].iloc[1], 2)
+    >>> print(round(tab["Chisq"].iloc[1], 2))
     42.14
     """
     items = [(f"model{i + 1}", f) for i, f in enumerate(fits)] + list(named_fits.items())
