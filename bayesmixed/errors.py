@@ -81,3 +81,8 @@ class TreeDepthWarning(SamplingWarning):
 
 class SeparationWarning(BayesMixedWarning):
     """A binomial model shows (quasi-)complete separation."""
+
+
+class IdentifiabilityWarning(BayesMixedWarning):
+    """A random-effects term is probably not identifiable (one level, or as many levels or
+    random effects as observations) and is fitted anyway because ``control=`` asked for it."""

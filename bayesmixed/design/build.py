@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from typing import Any
 
@@ -10,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from bayesmixed.design.fixed import (
-    check_scale, drop_aliased, evaluate_expression, fixed_matrix, formula_context,
+    check_scale, drop_aliased, evaluate_expression, fixed_matrix, formula_context, r_power,
 )
 from bayesmixed.design.random import ReTerm, group_codes
 from bayesmixed.design.spec import MixedDesign
-from bayesmixed.errors import DesignError, MissingDataWarning
+from bayesmixed.errors import DesignError, FormulaError, IdentifiabilityWarning, MissingDataWarning
 from bayesmixed.families import Family
 from bayesmixed.formula.terms import Bar, ParsedFormula
 
@@ -22,35 +23,96 @@ DEFAULT_CONTROL = {
     # lme4's lmerControl / glmerControl names; values "stop" | "warning" | "ignore"
     "check_nlev_gtr_1": "stop",
     "check_nobs_vs_nlev": None,   # None: "stop" for gaussian, "ignore" otherwise (as lme4)
+    "check_nobs_vs_nRE": None,    # None: lme4's rule (gaussian: q_i >= n stops; others: q_i > n)
     "check_scale_x": "warning",
     "check_rank_x": "message+drop.cols",
 }
+_CONTROL_VALUES = {
+    "check_nlev_gtr_1": ("stop", "warning", "ignore"),
+    "check_nobs_vs_nlev": (None, "stop", "warning", "ignore"),
+    "check_nobs_vs_nRE": (None, "stop", "warning", "ignore"),
+    "check_scale_x": ("warning", "stop", "ignore"),
+    "check_rank_x": ("message+drop.cols", "warn+drop.cols", "silent.drop.cols", "stop.deficient"),
+}
+NA_ACTIONS = ("omit", "raise")
 
 
 def as_pandas(data: Any) -> pd.DataFrame:
-    """Accept pandas, polars (or anything with ``to_pandas``) or a dict of columns."""
+    """Accept pandas, polars (or anything with ``to_pandas``) or a dict of columns.
+
+    The result may share memory with ``data``: callers never write into it.
+
+    Examples
+    --------
+    >>> as_pandas({"y": [1.0, 2.0], "g": ["a", "b"]}).shape
+    (2, 2)
+    """
     if isinstance(data, pd.DataFrame):
         return data
     if hasattr(data, "to_pandas"):
-        return data.to_pandas()
+        try:
+            out = data.to_pandas()
+        except Exception as exc:  # polars needs pyarrow for some dtypes
+            raise DesignError(f"could not convert {type(data).__name__} to a pandas DataFrame: {exc}; "
+                              "convert it yourself with .to_pandas()") from exc
+        if isinstance(out, pd.DataFrame):
+            return out
     if isinstance(data, dict):
-        return pd.DataFrame(data)
-    raise DesignError(f"data must be a pandas DataFrame (or polars / dict), got {type(data).__name__}")
+        try:
+            return pd.DataFrame(data)
+        except ValueError as exc:
+            raise DesignError(f"could not make a DataFrame from the dict of columns: {exc}") from exc
+    raise DesignError(f"data must be a pandas DataFrame (or a polars frame, or a dict of columns), "
+                      f"got {type(data).__name__}; wrap it with pd.DataFrame(...) and name the columns")
 
 
 def _close(name: str, columns) -> str:
-    m = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
+    m = difflib.get_close_matches(str(name), [str(c) for c in columns], n=3, cutoff=0.6)
+    if not m:  # case slips ("days" for "Days") score low with difflib: try them too
+        low = {str(c).lower(): str(c) for c in columns}
+        m = [low[str(name).lower()]] if str(name).lower() in low else []
     return f" (did you mean {', '.join(repr(x) for x in m)}?)" if m else ""
 
 
 def check_columns(names, data: pd.DataFrame, what: str = "formula") -> None:
+    """Raise a :class:`DesignError` naming the ``names`` not in ``data`` and close matches.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_columns(["Days"], pd.DataFrame({"Days": [1]}))   # nothing missing: no error
+    """
     missing = [n for n in names if n not in data.columns]
     if missing:
         hints = "; ".join(f"{n!r}{_close(n, data.columns)}" for n in missing)
+        cols = ", ".join(map(str, data.columns[:30])) + (" ..." if len(data.columns) > 30 else "")
         raise DesignError(
             f"{what} uses column(s) not in the data: {hints}. "
-            f"The data has columns: {', '.join(map(str, data.columns))}"
+            f"The data has columns: {cols}. Check the spelling; names with spaces or dots are "
+            "written Q(\"my var\") or `my var` in formulas"
         )
+
+
+def _row_labels(index: pd.Index, bad: np.ndarray, k: int = 5) -> str:
+    """Up to ``k`` index labels of the rows flagged in the boolean ``bad``."""
+    pos = np.flatnonzero(bad)
+    labels = ", ".join(map(repr, index[pos[:k]].tolist()))
+    return labels + (f" and {len(pos) - k} more" if len(pos) > k else "")
+
+
+def _as_float(values, what: str) -> np.ndarray:
+    """``values`` as float64, refusing text and categories with an error naming ``what``."""
+    dt = getattr(values, "dtype", None)
+    if dt is not None and not pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
+        ok = dt == object and pd.api.types.infer_dtype(values, skipna=True) in (
+            "integer", "floating", "mixed-integer-float", "boolean", "decimal", "empty")
+        if not ok:
+            sample = pd.unique(np.asarray(values, dtype=object))[:3].tolist()
+            raise DesignError(
+                f"{what} must be numeric but has dtype {dt} (values such as {sample}); convert it "
+                "with pd.to_numeric(...) first"
+            )
+    return np.asarray(values, dtype=float)
 
 
 def _column_or_array(value, data: pd.DataFrame, what: str):
@@ -59,9 +121,12 @@ def _column_or_array(value, data: pd.DataFrame, what: str):
     if isinstance(value, str):
         check_columns([value], data, what=f"{what}=")
         return value, data[value]
+    if isinstance(value, pd.Series):
+        value = value.to_numpy()
     arr = np.asarray(value)
-    if arr.shape != (len(data),):
-        raise DesignError(f"{what} has length {arr.shape} but the data has {len(data)} rows")
+    if arr.ndim != 1 or arr.shape[0] != len(data):
+        raise DesignError(f"{what}= has shape {arr.shape} but the data has {len(data)} rows; "
+                          f"give one value per row, or the name of a column")
     return None, arr
 
 
@@ -79,21 +144,54 @@ def build_design(
 
     Rows with a missing value in any column the model uses are dropped (lme4's
     ``na.omit``) with a :class:`MissingDataWarning`; ``na_action="raise"`` refuses.
-    The caller's DataFrame is never modified.
+    The caller's DataFrame is never modified: columns are only read.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        From :func:`bayesmixed.formula.parse_formula`.
+    data : pandas.DataFrame
+        Or a polars frame / dict of columns (converted).
+    family : Family
+        From :func:`bayesmixed.families.get_family`.
+    weights, offset : str or array, optional
+        Column names or one value per row of ``data``.
+    na_action : {"omit", "raise"}
+    control : dict, optional
+        lme4-style checks (keys of ``DEFAULT_CONTROL``).
+
+    Returns
+    -------
+    MixedDesign
+
+    Notes
+    -----
+    lme4: ``lFormula`` (``model.frame`` + ``mkReTrms`` + ``chkRank.drop.cols`` +
+    ``checkScaleX`` + ``checkNlevels`` + ``checkZdims``).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> from bayesmixed.families import GAUSSIAN
+    >>> from bayesmixed.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"),
+    ...                  bm.load_dataset("sleepstudy"), family=GAUSSIAN)
+    >>> d.n, d.fixef_names
+    (180, ('Intercept', 'Days'))
     """
-    ctrl = {**DEFAULT_CONTROL, **(control or {})}
-    unknown = set(ctrl) - set(DEFAULT_CONTROL)
-    if unknown:
-        raise DesignError(f"unknown control option(s) {sorted(unknown)}; valid: {sorted(DEFAULT_CONTROL)}")
+    ctrl = _resolve_control(control)
+    if na_action not in NA_ACTIONS:
+        raise DesignError(f"na_action must be 'omit' (drop rows with missing values, as lme4's "
+                          f"na.omit) or 'raise' (refuse them); got {na_action!r}")
     data = as_pandas(data)
     if len(data) == 0:
-        raise DesignError("data has no rows")
+        raise DesignError(f"data has no rows ({len(data.columns)} columns, 0 rows): nothing to fit")
     used = [v for v in sorted(parsed.variables) if v not in formula_context()]
     check_columns(used, data)
     wname, w_in = _column_or_array(weights, data, "weights")
     oname, o_in = _column_or_array(offset, data, "offset")
 
-    # --- missing values: na.omit over every used column
+    # --- missing values: na.omit over every used column (one vectorised isna per column)
     cols = used + [c for c in (wname, oname) if c]
     mask = np.ones(len(data), dtype=bool)
     bad_cols = []
@@ -106,60 +204,99 @@ def build_design(
         if arr is not None and not isinstance(arr, pd.Series):
             na = pd.isna(arr)
             if na.any():
-                bad_cols.append(f"{name} ({int(na.sum())})")
+                bad_cols.append(f"{name}= array ({int(na.sum())})")
                 mask &= ~na
     if not mask.all():
         n_drop = int((~mask).sum())
+        where = (f"missing values in {', '.join(bad_cols)} (count per column; "
+                 f"row(s) {_row_labels(data.index, ~mask)})")
         if na_action == "raise":
-            raise DesignError(
-                f"missing values in {', '.join(bad_cols)}; drop or impute them, "
-                "or use na_action='omit' to drop those rows"
-            )
-        if na_action != "omit":
-            raise DesignError(f"na_action must be 'omit' or 'raise', got {na_action!r}")
+            raise DesignError(f"{where}; drop or impute them, or use na_action='omit' to drop "
+                              "those rows")
+        if not mask.any():
+            raise DesignError(f"every row has {where}: no row is left to fit; impute values or "
+                              "remove the variables that are always missing from the formula")
         warnings.warn(
             f"dropped {n_drop} of {len(data)} rows with missing values in: "
-            f"{', '.join(bad_cols)} (rows kept: {int(mask.sum())})",
+            f"{', '.join(bad_cols)} (rows kept: {int(mask.sum())}); per-row outputs "
+            "(fitted, residuals, predict) are indexed by the kept rows' labels. "
+            "Pass na_action='raise' to refuse instead",
             MissingDataWarning, stacklevel=3,
         )
-        if not mask.any():
-            raise DesignError("no rows left after dropping missing values")
     rows = np.flatnonzero(mask)
     frame = data.iloc[rows] if not mask.all() else data
     index = frame.index
 
+    try:
+        return _bind(parsed, frame, index, rows, family, ctrl, wname, w_in, oname, o_in)
+    except DesignError as exc:
+        # formulaic's NameError for an unknown function is better shown in the formula
+        ferr = _unknown_function_error(exc, parsed.formula)
+        if ferr is None:
+            raise
+        raise ferr from exc
+
+
+def _resolve_control(control: dict | None) -> dict:
+    if control is not None and not isinstance(control, dict):
+        raise DesignError(f"control must be a dict such as {{'check_nobs_vs_nlev': 'ignore'}}, "
+                          f"got {type(control).__name__}")
+    ctrl = {**DEFAULT_CONTROL, **(control or {})}
+    unknown = set(ctrl) - set(DEFAULT_CONTROL)
+    if unknown:
+        raise DesignError(f"unknown control option(s) {sorted(unknown)}; valid options are: "
+                          f"{', '.join(DEFAULT_CONTROL)}")
+    for key, allowed in _CONTROL_VALUES.items():
+        if ctrl[key] not in allowed:
+            raise DesignError(f"control[{key!r}] = {ctrl[key]!r} is not valid; choose one of: "
+                              f"{', '.join(repr(a) for a in allowed)}")
+    return ctrl
+
+
+def _bind(parsed, frame, index, rows, family, ctrl, wname, w_in, oname, o_in) -> MixedDesign:
+    """The rest of build_design, on the rows kept."""
     # --- response
     y, trials, response_name = _response(parsed, frame, family)
     n = len(y)
 
     # --- fixed effects
     X, names, spec = fixed_matrix(parsed.fixed_rhs, frame)
-    _check_finite(X, names, "fixed-effects column")
+    _check_finite(X, names, "fixed-effects column", index)
     all_names = names
-    X, names, dropped = drop_aliased(X, names)
-    if ctrl["check_scale_x"] == "warning":
-        check_scale(X, names)
+    rank_rule = ctrl["check_rank_x"]
+    X, names, dropped = drop_aliased(X, names, warn=rank_rule in ("message+drop.cols", "warn+drop.cols"))
+    if dropped and rank_rule == "stop.deficient":
+        raise DesignError(f"fixed-effect model matrix is rank deficient: {', '.join(dropped)} "
+                          "are linear combinations of earlier columns; remove them from the formula "
+                          "(or drop control['check_rank_x'] to have them dropped with a warning)")
+    if ctrl["check_scale_x"] != "ignore":
+        check_scale(X, names, stop=ctrl["check_scale_x"] == "stop")
 
     # --- weights and offset
     prior_w = np.ones(n)
+    wlabel = f"weights column {wname!r}" if wname else "weights= array"
     if w_in is not None:
-        w = np.asarray(w_in, dtype=float)[rows] if not isinstance(w_in, pd.Series) \
-            else w_in.to_numpy(dtype=float)[rows]
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise DesignError(f"weights{' ' + repr(wname) if wname else ''} must be finite and non-negative")
+        w = _as_float(w_in.iloc[rows] if isinstance(w_in, pd.Series) else w_in[rows], wlabel)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            raise DesignError(f"{wlabel} must be finite and non-negative; row(s) "
+                              f"{_row_labels(index, bad)} have {w[bad][:3].tolist()}. Fix or drop "
+                              "those rows (a weight of 0 removes a row's contribution)")
         prior_w = w
     off = np.zeros(n)
+    olabel = f"offset column {oname!r}" if oname else "offset= array"
     if o_in is not None:
-        off = off + (np.asarray(o_in, dtype=float)[rows] if not isinstance(o_in, pd.Series)
-                     else o_in.to_numpy(dtype=float)[rows])
+        off = off + _as_float(o_in.iloc[rows] if isinstance(o_in, pd.Series) else o_in[rows], olabel)
+        _check_finite_vector(off, olabel, index)
     for expr in parsed.offsets:
-        off = off + np.asarray(evaluate_expression(expr, frame), dtype=float)
-    if not np.all(np.isfinite(off)):
-        raise DesignError("offset has non-finite values")
+        raw = evaluate_expression(expr, frame)
+        o = _as_float(raw, f"offset({expr})")
+        _check_finite_vector(o, f"offset({expr})", index)
+        off = off + o
     weights_all = prior_w * (trials if trials is not None else 1.0)
 
     # --- random effects
-    reterms = _reterms(parsed.bars, frame, n)
+    reterms = _reterms(parsed.bars, frame, n, index)
     _check_levels(reterms, n, ctrl, family)
 
     return MixedDesign(
@@ -171,13 +308,51 @@ def build_design(
     )
 
 
-def _check_finite(M: np.ndarray, names, what: str) -> None:
+_MISSING_NAME = re.compile(r"name '([^']+)' is not defined|has no attribute '([^']+)'")
+
+
+def _unknown_function_error(exc: BaseException, formula: str) -> FormulaError | None:
+    """A FormulaError with a caret under ``name(`` when formulaic hit an unknown name."""
+    text, e, seen = [], exc, 0
+    while e is not None and seen < 10:     # walk __cause__/__context__: formulaic wraps NameError
+        text.append(str(e))
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    m = _MISSING_NAME.search(" ".join(text))
+    if not m:
+        return None
+    name = m.group(1) or m.group(2)
+    call = re.search(rf"(?<![\w]){re.escape(name)}\s*\(", formula)
+    if call is None:
+        return None
+    from formulaic.transforms import TRANSFORMS
+
+    from bayesmixed.formula.parse import _error
+
+    known = sorted(set(formula_context()) | set(TRANSFORMS))
+    hint = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    did = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+    return _error(f"unknown function {name!r}{did}: formulas can call {', '.join(known)} and "
+                  "numpy as np.<function>; compute anything else as a new column first",
+                  formula, call.start())
+
+
+def _check_finite(M: np.ndarray, names, what: str, index: pd.Index | None = None) -> None:
     bad = ~np.isfinite(M).all(axis=0)
     if bad.any():
+        rows = ~np.isfinite(M).all(axis=1)
+        where = f" at row(s) {_row_labels(index, rows)}" if index is not None else ""
         raise DesignError(
             f"non-finite values (inf or NaN) in {what}(s): "
-            f"{', '.join(str(names[j]) for j in np.flatnonzero(bad))}"
+            f"{', '.join(str(names[j]) for j in np.flatnonzero(bad))}{where}; e.g. log(0) gives "
+            "-inf. Fix or drop those rows before fitting"
         )
+
+
+def _check_finite_vector(v: np.ndarray, what: str, index: pd.Index) -> None:
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise DesignError(f"{what} has non-finite values {v[bad][:3].tolist()} at row(s) "
+                          f"{_row_labels(index, bad)}; fix or drop those rows")
 
 
 def _split_cbind(resp: str) -> list[str]:
@@ -206,10 +381,12 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
         parts = _split_cbind(resp)
         if len(parts) != 2:
             raise DesignError(f"cbind() takes two columns (successes, failures), got {len(parts)} in {resp!r}")
-        s, f = (np.asarray(evaluate_expression(p, frame), dtype=float) for p in parts)
+        s, f = (_as_float(evaluate_expression(p, frame), f"cbind() argument {p!r}") for p in parts)
         for name, v in zip(parts, (s, f)):
-            if not np.all(np.isfinite(v)) or np.any(v < 0):
-                raise DesignError(f"cbind() argument {name!r} must be finite non-negative counts")
+            bad = ~np.isfinite(v) | (v < 0)
+            if bad.any():
+                raise DesignError(f"cbind() argument {name!r} must be finite non-negative counts; row(s) "
+                                  f"{_row_labels(frame.index, bad)} have {v[bad][:3].tolist()}")
         trials = s + f
         with np.errstate(invalid="ignore", divide="ignore"):
             y = np.where(trials > 0, s / np.where(trials > 0, trials, 1), 0.0)
@@ -222,13 +399,15 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
             cats = list(raw.cat.categories)
             y = (raw.cat.codes.to_numpy() > 0).astype(float)
             if len(raw.cat.remove_unused_categories().cat.categories) > 2:
-                raise DesignError(f"binomial response {resp!r} has more than two levels: {cats}")
+                raise DesignError(f"binomial response {resp!r} has more than two levels: {cats}; "
+                                  "make it 0/1 or use cbind(successes, failures)")
         elif pd.api.types.is_bool_dtype(raw.dtype):
             y = raw.to_numpy(dtype=float)
         else:
             vals = sorted(pd.unique(raw.astype(str)))
             if len(vals) > 2:
-                raise DesignError(f"binomial response {resp!r} has more than two values: {vals[:5]}")
+                raise DesignError(f"binomial response {resp!r} has more than two values: {vals[:5]}; "
+                                  "make it 0/1 or use cbind(successes, failures)")
             y = (raw.astype(str).to_numpy() == vals[-1]).astype(float) if len(vals) == 2 \
                 else np.zeros(len(raw))
         return y, None, resp
@@ -236,13 +415,15 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
         if not pd.api.types.is_numeric_dtype(raw.dtype):
             raise DesignError(
                 f"response column {resp!r} is not numeric (dtype {raw.dtype}); "
-                "convert it, or use family='binomial' for a two-level factor"
+                "convert it with pd.to_numeric(...), or use family='binomial' for a two-level factor"
             )
         y = raw.to_numpy(dtype=float)
     else:
-        y = np.asarray(evaluate_expression(resp, frame), dtype=float)
-    if not np.all(np.isfinite(y)):
-        raise DesignError(f"response {resp!r} has non-finite values (inf); remove those rows")
+        y = _as_float(evaluate_expression(resp, frame), f"response {resp!r}")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise DesignError(f"response {resp!r} has non-finite values {y[bad][:3].tolist()} at row(s) "
+                          f"{_row_labels(frame.index, bad)}; remove or fix those rows")
     _check_support(y, resp, family)
     return y, None, resp
 
@@ -258,9 +439,11 @@ def _check_support(y: np.ndarray, resp: str, family: Family) -> None:
     if name in ("poisson", "negativebinomial"):
         if np.any(y < 0) or np.any(y != np.round(y)):
             bad = y[(y < 0) | (y != np.round(y))][:3]
-            raise DesignError(f"{name} response {resp!r} must be non-negative whole counts; found {bad.tolist()}")
+            raise DesignError(f"{name} response {resp!r} must be non-negative whole counts; found "
+                              f"{bad.tolist()}; for continuous responses use family='gaussian' or 'gamma'")
     if name == "gamma" and np.any(y <= 0):
-        raise DesignError(f"gamma response {resp!r} must be positive; found {y[y <= 0][:3].tolist()}")
+        raise DesignError(f"gamma response {resp!r} must be positive; found {y[y <= 0][:3].tolist()}; "
+                          "shift the response or use family='gaussian'")
 
 
 def _term_matrix(expr: str, frame: pd.DataFrame):
@@ -283,19 +466,21 @@ def _term_matrix(expr: str, frame: pd.DataFrame):
     from formulaic import model_matrix
 
     try:
-        mm = model_matrix(e, frame, context=formula_context(), na_action="ignore", output="pandas")
+        mm = model_matrix(r_power(e), frame, context=formula_context(), na_action="ignore", output="pandas")
     except Exception as exc:
         raise DesignError(f"could not build the random-effects matrix for '({expr} | ...)': {exc}") from exc
     return mm.to_numpy(dtype=float), tuple(str(c) for c in mm.columns), mm.model_spec
 
 
-def _reterms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int) -> tuple[ReTerm, ...]:
+def _reterms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int,
+             index: pd.Index | None = None) -> tuple[ReTerm, ...]:
     built = []
     for bar in bars:
         Xi, cnames, spec = _term_matrix(bar.expr, frame)
         if Xi.shape[1] == 0:
-            raise DesignError(f"random-effects term {bar} has no columns")
-        _check_finite(Xi, cnames, f"random-effects column of {bar}")
+            raise DesignError(f"random-effects term {bar} has no columns; write (1 | {bar.group}) "
+                              "for a random intercept")
+        _check_finite(Xi, cnames, f"random-effects column of {bar}", index)
         codes, levels = group_codes([frame[c] for c in bar.group_columns])
         built.append((bar, Xi, cnames, spec, codes, levels))
     # lme4 (mkReTrms): if the number of levels ever increases, order by rev(order(nlev))
@@ -317,22 +502,35 @@ def _reterms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int) -> tuple[ReTerm
 
 
 def _check_levels(reterms, n: int, ctrl: dict, family: Family) -> None:
-    nobs_rule = ctrl["check_nobs_vs_nlev"]
-    if nobs_rule is None:
-        nobs_rule = "stop" if family.name == "gaussian" else "ignore"
+    """lme4's checkNlevels and checkZdims: refuse (or warn about) unidentifiable terms."""
+    gaussian = family.name == "gaussian"
+    nlev_rule = ctrl["check_nobs_vs_nlev"] or ("stop" if gaussian else "ignore")
+    nre_rule = ctrl["check_nobs_vs_nRE"] or "stop"
+
+    def act(rule: str, msg: str) -> None:
+        if rule == "stop":
+            raise DesignError(msg)
+        if rule == "warning":
+            warnings.warn(msg, IdentifiabilityWarning, stacklevel=6)
+
     for t in reterms:
         if t.n_levels < 2 and ctrl["check_nlev_gtr_1"] != "ignore":
-            msg = (f"grouping factor {t.group!r} has {t.n_levels} level: a random effect needs at "
-                   "least two sampled levels; drop the term, or pass "
-                   "control={'check_nlev_gtr_1': 'ignore'} to fit anyway")
-            if ctrl["check_nlev_gtr_1"] == "stop":
-                raise DesignError(msg)
-            warnings.warn(msg, stacklevel=4)
-        if t.n_levels >= n and nobs_rule != "ignore":
-            msg = (f"grouping factor {t.group!r} has {t.n_levels} levels for {n} observations: "
-                   "the random-effects variance cannot be separated from the residual variance "
-                   "(lme4 refuses this too). Remove the term, or pass "
-                   "control={'check_nobs_vs_nlev': 'ignore'} to fit anyway")
-            if nobs_rule == "stop":
-                raise DesignError(msg)
-            warnings.warn(msg, stacklevel=4)
+            act(ctrl["check_nlev_gtr_1"],
+                f"grouping factor {t.group!r} has {t.n_levels} level ({', '.join(t.levels)}): a random "
+                "effect needs at least two sampled levels (lme4: 'grouping factors must have > 1 "
+                "sampled level'); drop the term or make it a fixed effect, or pass "
+                "control={'check_nlev_gtr_1': 'ignore'} to fit anyway")
+        if t.n_levels >= n and nlev_rule != "ignore":
+            act(nlev_rule,
+                f"grouping factor {t.group!r} has {t.n_levels} levels for {n} observations: the "
+                "random-effects variance cannot be separated from the residual variance (lme4 "
+                "refuses this too). Remove the term, or pass control={'check_nobs_vs_nlev': 'ignore'} "
+                "to fit anyway")
+        # as many random effects as rows: lmer refuses q_i >= n, glmer q_i > n
+        too_many = t.q >= n if gaussian else t.q > n
+        if too_many and t.n_levels < n and nre_rule != "ignore":
+            act(nre_rule,
+                f"number of observations ({n}) <= number of random effects ({t.q}) for term "
+                f"({t.expr} | {t.group}): its variance parameters and the residual variance are "
+                "probably unidentifiable. Simplify the term (e.g. (1 | "
+                f"{t.group})), or pass control={{'check_nobs_vs_nRE': 'ignore'}} to fit anyway")

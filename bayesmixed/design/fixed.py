@@ -20,6 +20,21 @@ def _r_scale(x, center=True, scale=True):
     return fscale(x, center=center, scale=scale)
 
 
+def r_power(expr: str) -> str:
+    """R's ``^`` inside a call (``I(x^2)``, ``log(x^2)``) is arithmetic power: Python's ``**``.
+
+    Outside calls ``^`` stays the formula operator (``(a + b)^2``).
+    """
+    out, calls = [], []
+    for i, ch in enumerate(expr):
+        if ch == "(":
+            calls.append(i > 0 and (expr[i - 1].isalnum() or expr[i - 1] in "_."))
+        elif ch == ")" and calls:
+            calls.pop()
+        out.append("**" if ch == "^" and any(calls) else ch)
+    return "".join(out)
+
+
 def formula_context() -> dict:
     """Names available inside formulas besides the data columns (R spellings too)."""
     from scipy import special
@@ -40,7 +55,7 @@ def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
     from formulaic import model_matrix
 
     try:
-        mm = model_matrix(f"0 + I({expr})", data, context=formula_context(), na_action="ignore",
+        mm = model_matrix(f"0 + I({r_power(expr)})", data, context=formula_context(), na_action="ignore",
                           output="pandas")
     except Exception as exc:  # formulaic raises many types
         raise DesignError(f"could not evaluate {expr!r} on the data: {exc}") from exc
@@ -74,7 +89,7 @@ def fixed_matrix(rhs: str, data: pd.DataFrame):
     from formulaic import model_matrix
 
     try:
-        mm = model_matrix(rhs, data, context=formula_context(), na_action="ignore",
+        mm = model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
                           output="pandas")
     except Exception as exc:
         raise DesignError(f"could not build the fixed-effects matrix for '{rhs}': {exc}") from exc
@@ -82,11 +97,20 @@ def fixed_matrix(rhs: str, data: pd.DataFrame):
     return X, tuple(str(c) for c in mm.columns), mm.model_spec
 
 
-def drop_aliased(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7):
+def drop_aliased(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7, *, warn: bool = True):
     """Drop columns that are linear combinations of earlier ones, as lme4's chkRank.drop.cols.
 
     Columns are taken greedily in order (LINPACK's limited pivoting keeps the
     leading columns), so the later of two aliased columns is the one dropped.
+    Returns ``(X_kept, names_kept, dropped_names)`` and, when ``warn``, issues a
+    :class:`RankDeficiencyWarning` naming the dropped columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.column_stack([np.ones(4), np.arange(4.0), 2 * np.arange(4.0)])
+    >>> drop_aliased(X, ("Intercept", "x", "x2"), warn=False)[2]
+    ('x2',)
     """
     if X.shape[1] == 0:
         return X, names, ()
@@ -105,31 +129,51 @@ def drop_aliased(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7):
             keep.append(j)
             basis = np.column_stack([basis, resid / np.linalg.norm(resid)])
     dropped = tuple(names[j] for j in range(X.shape[1]) if j not in keep)
-    if dropped:
+    if dropped and warn:
+        why = ("all zero or a linear combination of the columns before it" if len(dropped) == 1
+               else "each all zero or a linear combination of the columns before it")
+        more = (f" (only {X.shape[0]} rows for {X.shape[1]} columns)" if X.shape[0] < X.shape[1] else "")
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)} (aliased with earlier columns)",
-            RankDeficiencyWarning, stacklevel=4,
+            f"column(s): {', '.join(dropped)} ({why}){more}. Its coefficient is not estimable: "
+            "remove the redundant term(s) from the formula, or pass "
+            "control={'check_rank_x': 'stop.deficient'} to make this an error",
+            RankDeficiencyWarning, stacklevel=5,
         )
     return X[:, keep], tuple(names[j] for j in keep), dropped
 
 
-def check_scale(X: np.ndarray, names: tuple[str, ...]) -> None:
-    """Warn as lme4's check.scaleX does when column scales differ by more than 1e3."""
-    if X.shape[1] < 2:
+def check_scale(X: np.ndarray, names: tuple[str, ...], tol: float = 1e3, *, stop: bool = False) -> None:
+    """Warn (or raise) as lme4's checkScaleX when continuous columns are on very different scales.
+
+    As lme4: columns that are not all 0/1 are "continuous"; their sds are compared
+    with each other and with 1, and a ratio beyond ``tol`` (1e3) triggers the
+    warning. The fit is still computed on the data as given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.column_stack([np.ones(3), [1.0, 2.0, 3.0]])
+    >>> check_scale(X, ("Intercept", "x"))    # sd 1: no warning
+    """
+    if X.shape[1] == 0:
         return
-    sd = X.std(axis=0)
-    nonconst = sd > 0
-    if nonconst.sum() < 1:
+    cont = ~((X == 0) | (X == 1)).all(axis=0)
+    sd = X[:, cont].std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(int(cont.sum()))
+    live = sd > 0                      # constant columns are aliased with the intercept: not a scale
+    sd = sd[live]
+    if sd.size == 0:
         return
-    # lme4 compares column sds of X including the intercept column's 0 sd excluded
-    s = sd[nonconst]
-    if s.max() / s.min() > 1e3:
-        big, small = names[int(np.argmax(np.where(nonconst, sd, -np.inf)))], \
-            names[int(np.argmin(np.where(nonconst, sd, np.inf)))]
-        warnings.warn(
-            f"Some predictor variables are on very different scales (sd of {big!r} is "
-            f"{s.max() / s.min():.3g} times that of {small!r}): consider rescaling, "
-            "e.g. with scale(x) in the formula",
-            ScaleWarning, stacklevel=4,
-        )
+    cnames = [n for n, c in zip(names, cont) if c]
+    cnames = [n for n, ok in zip(cnames, live) if ok]
+    lo, hi = float(sd.min()), float(sd.max())
+    if max(hi / lo, hi, 1 / lo) <= tol:
+        return
+    detail = ", ".join(f"{n!r} sd {s:.3g}" for n, s in zip(cnames, sd))
+    msg = (f"Some predictor variables are on very different scales: consider rescaling ({detail}). "
+           "Estimates are still computed on the data as given, but the optimizer and the standard "
+           "errors are more accurate on comparable scales: use scale(x) in the formula, or change "
+           "units (e.g. x / 1000)")
+    if stop:
+        raise DesignError(msg)
+    warnings.warn(msg, ScaleWarning, stacklevel=5)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bayesmixed.design.build import as_pandas, check_columns
+from bayesmixed.design.build import _close, _row_labels, as_pandas
 from bayesmixed.design.fixed import evaluate_expression, formula_context
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
 
+_WRAPPED = re.compile(r"^\s*C\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*[,)]")   # C(x) / C(x, ...)
+
 
 @dataclass
 class NewDataMatrices:
-    X: np.ndarray                      # (m, p)
+    X: np.ndarray                      # (m, p); rows with a missing predictor are NaN
     codes: list[np.ndarray]            # per term (m,), -1 for a level not seen in training
     Xis: list[np.ndarray]              # per term (m, n_cols)
     offset: np.ndarray                 # (m,)
@@ -24,20 +28,86 @@ class NewDataMatrices:
 
 def _term_Xi(t, frame: pd.DataFrame) -> np.ndarray:
     if t.Xi_spec is not None:
-        mm = t.Xi_spec.get_model_matrix(frame, output="pandas")
+        _check_encoders(t.Xi_spec, frame, f"random-effects term ({t.expr} | {t.group})")
+        mm = _model_matrix(t.Xi_spec, frame, f"the random-effects matrix of ({t.expr} | {t.group})")
         return mm.to_numpy(dtype=float)
     cols = []
     for c in t.cnames:
-        cols.append(np.ones(len(frame)) if c == "Intercept" else frame[c].to_numpy(dtype=float))
+        cols.append(np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c))
     return np.column_stack(cols)
+
+
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric predictor column of newdata as float, NaN for missing values."""
+    s = frame[col]
+    if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
+        raise DesignError(f"newdata column {col!r} must be numeric as in the fitted data but has dtype "
+                          f"{s.dtype} (values such as {s.dropna().unique()[:3].tolist()}); convert it "
+                          "with pd.to_numeric(...)")
+    return s.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _encoder_column(key: str, frame: pd.DataFrame) -> str | None:
+    """The newdata column behind a formulaic factor ``key`` (``x`` or ``C(x, ...)``)."""
+    if key in frame.columns:
+        return key
+    m = _WRAPPED.match(key)
+    return m.group(1) if m and m.group(1) in frame.columns else None
+
+
+def _check_encoders(spec, frame: pd.DataFrame, where: str) -> None:
+    """Refuse, by column and level, categorical values the fit never saw; numeric columns as text."""
+    for key, (kind, state) in getattr(spec, "encoder_state", {}).items():
+        col = _encoder_column(str(key), frame)
+        if col is None:
+            continue
+        s = frame[col]
+        if getattr(kind, "value", kind) == "categorical":
+            cats = state.get("categories")
+            if cats is None:
+                continue
+            vals = s[s.notna()]
+            unseen = pd.unique(vals[~vals.isin(cats)].astype(object))
+            if len(unseen):
+                shown = ", ".join(map(repr, unseen[:10].tolist())) + (" ..." if len(unseen) > 10 else "")
+                raise DesignError(
+                    f"newdata column {col!r} (in the {where}) has level(s) not seen in the fitted "
+                    f"data: {shown}; the fit knows {', '.join(map(repr, list(cats)[:20]))}. A fixed "
+                    "effect cannot be predicted for a new category: drop those rows or recode them"
+                )
+        elif getattr(kind, "value", kind) == "numerical" and key == col:
+            _numeric(frame, col)
+
+
+def _model_matrix(spec, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        # unseen categories are checked above; formulaic's own warning would only repeat it
+        warnings.filterwarnings("ignore", message=".*categories outside of the nominated levels.*")
+        try:
+            return pd.DataFrame(spec.get_model_matrix(frame, output="pandas", na_action="ignore"))
+        except Exception as exc:
+            raise DesignError(f"could not build {what} on newdata: {exc}") from exc
 
 
 def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
                  allow_new_levels: bool = False) -> NewDataMatrices:
     """Evaluate the fixed and random parts of ``design`` on ``newdata``.
 
-    Unseen levels of a grouping factor are refused by name unless
-    ``allow_new_levels=True``, in which case their code is -1.
+    Unseen levels (or missing values) of a grouping factor are refused by name
+    unless ``allow_new_levels=True``, in which case their code is -1 (lme4's
+    ``allow.new.levels``). Categories of fixed-effect factors that the fit never
+    saw are refused by column and level. Rows with a missing predictor get NaN
+    (lme4's ``na.pass``).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy"))
+    >>> import pandas as pd
+    >>> nd = new_matrices(m.design, pd.DataFrame({"Days": [0.0, 1.0], "Subject": ["308", "new"]}),
+    ...                   allow_new_levels=True)
+    >>> nd.X.tolist(), nd.codes[0].tolist()
+    ([[1.0, 0.0], [1.0, 1.0]], [0, -1])
     """
     frame = as_pandas(newdata)
     parsed = design.parsed
@@ -47,22 +117,33 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
 
         response_vars = set(parse_formula(f"{parsed.response} ~ 1").variables)
     needed = sorted(v for v in parsed.variables - response_vars if v not in formula_context())
+    group_vars = {c for b in parsed.bars for c in b.group_columns}
     if not include_random:
-        group_vars = {c for b in parsed.bars for c in b.group_columns}
         needed = [v for v in needed if v not in group_vars or v in _fixed_vars(design)]
-    check_columns(needed, frame, what="newdata for predict()")
+    missing = [v for v in needed if v not in frame.columns]
+    if missing:
+        hints = "; ".join(f"{v!r}{_close(v, frame.columns)}" for v in missing)
+        extra = (" (grouping factors are not needed with include_random=False)"
+                 if include_random and set(missing) <= group_vars else "")
+        raise DesignError(f"newdata lacks column(s) the model uses: {hints}. newdata has columns: "
+                          f"{', '.join(map(str, frame.columns))}; add them{extra}")
+    # rows with a missing predictor predict NaN (lme4's na.pass); grouping factors apart
+    pred_cols = [v for v in needed if v not in group_vars or v in _fixed_vars(design)]
+    na_rows = np.zeros(len(frame), dtype=bool)
+    for v in pred_cols:
+        na_rows |= frame[v].isna().to_numpy()
     # fixed part
     if design.fixed_spec is not None:
-        try:
-            mm = design.fixed_spec.get_model_matrix(frame, output="pandas", na_action="ignore")
-        except Exception as exc:
-            raise DesignError(f"could not build the fixed-effects matrix on newdata: {exc}") from exc
-        Xfull = pd.DataFrame(mm)
+        _check_encoders(design.fixed_spec, frame, "fixed effects")
+        Xfull = _model_matrix(design.fixed_spec, frame, "the fixed-effects matrix")
         X = Xfull[list(design.fixef_names)].to_numpy(dtype=float)
     else:
-        cols = [np.ones(len(frame)) if c == "Intercept" else frame[c].to_numpy(dtype=float)
+        cols = [np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c)
                 for c in design.fixef_names]
         X = np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+    if na_rows.any():
+        X = X.copy()
+        X[na_rows] = np.nan           # categorical NaN would otherwise read as the reference level
     off = np.zeros(len(frame))
     for expr in parsed.offsets:
         off = off + np.asarray(evaluate_expression(expr, frame), dtype=float)
@@ -70,11 +151,17 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
     if include_random:
         for t in design.reterms:
             Xis.append(_term_Xi(t, frame))
-            labels = _labels(frame, t.group_columns if hasattr(t, "group_columns") else t.group.split(":"))
-            lookup = {lev: i for i, lev in enumerate(t.levels)}
-            c = np.array([lookup.get(lab, -1) for lab in labels], dtype=np.int64)
+            labels, na = _labels(frame, t.group.split(":"))
+            c = pd.Index(t.levels).get_indexer(labels).astype(np.int64)
+            c[na] = -1
+            if not allow_new_levels and na.any():
+                raise DesignError(
+                    f"newdata has missing values in grouping factor {t.group!r} at row(s) "
+                    f"{_row_labels(frame.index, na)}; drop those rows, or pass allow_new_levels=True "
+                    "to predict them at the population level (as lme4)"
+                )
             if (c < 0).any() and not allow_new_levels:
-                new = sorted(set(np.asarray(labels)[c < 0].tolist()))
+                new = sorted(set(np.asarray(labels, dtype=object)[c < 0].tolist()))
                 raise DesignError(
                     f"newdata has level(s) of {t.group!r} not seen in the fit: "
                     f"{', '.join(map(repr, new[:10]))}{' ...' if len(new) > 10 else ''}; pass "
@@ -92,11 +179,19 @@ def _fixed_vars(design: MixedDesign) -> set[str]:
     return set(parse_formula(f"y__ ~ {rhs}").variables) - {"y__"}
 
 
-def _labels(frame: pd.DataFrame, cols) -> list[str]:
+def _labels(frame: pd.DataFrame, cols) -> tuple[np.ndarray, np.ndarray]:
+    """Level labels of each row as the fit wrote them (``a:b`` for interactions) and an NA mask."""
     from bayesmixed.design.random import _label
 
-    parts = []
+    out, na = None, np.zeros(len(frame), dtype=bool)
     for c in cols:
         s = frame[c.strip()]
-        parts.append([_label(v) for v in s.to_numpy()])
-    return [":".join(p) for p in zip(*parts)]
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)       # vectorised; NA -> -1
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            labs = np.array([str(u) for u in uniques] + [""], dtype=object)
+        else:
+            labs = np.array([_label(u) for u in uniques] + [""], dtype=object)
+        part = labs[codes]                                             # -1 picks the "" slot
+        na |= codes < 0
+        out = part if out is None else out + ":" + part
+    return out, na
