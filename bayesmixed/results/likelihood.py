@@ -73,6 +73,11 @@ class LikelihoodFit(MixedFit):
     def _condvar_blocks(self) -> list[np.ndarray]:
         """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
         d = self.design
+        if d.q > 12_000:
+            from bayesmixed.errors import FitError
+
+            raise FitError(f"conditional variances need a dense {d.q} x {d.q} inverse here; they are "
+                           "available for models with at most 12000 random effects")
         LZ = self._devfun.system.dense_LZ(self._state.factor)
         Linv = np.linalg.inv(LZ)                                # (q, q) lower
         Lam = d.Lambda(self.theta).toarray()
