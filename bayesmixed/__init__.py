@@ -8,11 +8,13 @@ from bayesmixed.errors import (
 )
 from bayesmixed.model import Model
 from bayesmixed.compare import anova, compare
+from bayesmixed.plots import plot_design, plot_ppc, plot_predictions, plot_ranef, plot_shrinkage
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "anova", "compare", "load_dataset", "list_datasets", "describe_dataset",
+    "Model", "anova", "compare", "plot_shrinkage", "plot_ranef", "plot_design", "plot_predictions",
+    "plot_ppc", "load_dataset", "list_datasets", "describe_dataset",
     "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
     "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
     "ScaleWarning", "MissingDataWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
