@@ -24,13 +24,19 @@ class Model:
         ``cbind(successes, failures)`` for binomial counts.
     data : pandas.DataFrame
         Never modified. Polars frames and dicts of columns are converted.
-    family, link : str
-        ``"gaussian"``, ``"binomial"`` (logit, probit, cloglog), ``"poisson"``,
-        ``"negativebinomial"``, ``"gamma"``.
+    family : str
+        ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"negativebinomial"``,
+        ``"gamma"``.
+    link : str, optional
+        The family's canonical or usual link when None (identity, logit, log, log,
+        log); ``"probit"`` and ``"cloglog"`` for binomial.
     random : str, optional
         nlme-style random part, e.g. ``"~1 | w/v"`` (then ``formula`` has no bars).
-    weights, offset : str or array, optional
-        Prior weights and an offset, as column names or arrays.
+    weights : str or array, optional
+        Prior weights as in lme4, as a column name or an array.
+    offset : str or array, optional
+        An offset added to the linear predictor, as a column name or an array (or
+        ``offset(x)`` in the formula).
     priors : dict, optional
         Overrides of the default priors used by ``method="nuts"``.
     na_action : {"omit", "raise"}
@@ -38,10 +44,17 @@ class Model:
     control : dict, optional
         lme4-style checks, e.g. ``{"check_nobs_vs_nlev": "ignore"}``.
 
+    Notes
+    -----
+    lme4: ``lFormula`` (formula + data -> model matrices and checks); the fit
+    functions are ``lmer``, ``glmer`` and their options, chosen by ``fit(method=)``.
+
     Examples
     --------
     >>> import bayesmixed as bm
     >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+    >>> m.design.n, list(m.design.fixef_names)
+    (180, ['Intercept', 'Days'])
     >>> fit = m.fit()
     >>> round(fit.reml_criterion, 2)
     1743.63
@@ -79,9 +92,33 @@ class Model:
     def fit(self, method: str | None = None, **kwargs):
         """Fit the model.
 
-        ``method``: ``"reml"`` (gaussian default), ``"ml"``, ``"laplace"`` (default for
-        other families), ``"agq"`` (with ``nAGQ=k``), ``"nuts"`` (PyMC posterior) or
-        ``"map"``. Extra keyword arguments go to the engine (e.g. ``draws``, ``chains``).
+        Parameters
+        ----------
+        method : str, optional
+            ``"reml"`` (default for gaussian models), ``"ml"``, ``"laplace"`` (default
+            for other families), ``"agq"`` (with ``nAGQ=k``), ``"nuts"`` (PyMC
+            posterior) or ``"map"``.
+        **kwargs
+            Passed to the engine, e.g. ``nAGQ`` for ``"agq"``; ``draws``, ``tune``,
+            ``chains``, ``random_seed``, ``sampler``, ``progressbar`` for ``"nuts"``.
+
+        Returns
+        -------
+        MixedFit
+            A :class:`~bayesmixed.results.likelihood.LikelihoodFit` for REML/ML, the
+            GLMM or posterior fit classes otherwise; all share the same accessors.
+
+        Notes
+        -----
+        lme4: ``lmer(REML=TRUE/FALSE)``, ``glmer(nAGQ=)``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+        >>> ml = m.fit(method="ml")
+        >>> ml.method, round(ml.deviance, 2)
+        ('ml', 1751.94)
         """
         method = self.default_method if method is None else str(method).lower()
         if method not in METHODS:
@@ -103,7 +140,16 @@ class Model:
         return fit_bayes(self, method=method, **kwargs)
 
     def refit(self, data: Any) -> "Model":
-        """The same model on other data (used for simulation and bootstrap)."""
+        """The same model on other data (used for simulation and bootstrap); R's ``update(fit, data=)``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.load_dataset("sleepstudy")
+        >>> m = bm.Model("Reaction ~ Days + (1 | Subject)", d)
+        >>> m.refit(d[d["Days"] < 5]).design.n
+        90
+        """
         args = dict(self._init_args)
         return Model(args.pop("formula"), data, **args)
 

@@ -58,12 +58,31 @@ class MixedFit:
 
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
-        """Random effects per grouping factor: rows are levels, columns are terms."""
+        """Random effects per grouping factor: rows are levels, columns are terms.
+
+        Conditional modes for likelihood fits, posterior means for posterior fits
+        (lme4's ``ranef(fit)``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.ranef["Subject"].loc["309"].round(2).to_dict()
+        {'Intercept': -40.4, 'Days': -8.62}
+        """
         return self._ranef_from_b(self._b_vector())
 
     @property
     def coef(self) -> dict[str, pd.DataFrame]:
-        """Fixed plus random effects per level, like lme4's ``coef()``."""
+        """Fixed plus random effects per level, like lme4's ``coef()``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.coef["Subject"].loc["309"].round(2).to_dict()
+        {'Intercept': 211.01, 'Days': 1.85}
+        """
         fe = self.fixef
         out = {}
         for g, re in self.ranef.items():
@@ -78,10 +97,12 @@ class MixedFit:
 
     @property
     def nobs(self) -> int:
+        """Number of observations used (rows with missing values dropped)."""
         return self.design.n
 
     @property
     def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (lme4's ``ngrps(fit)``)."""
         return self.design.ngroups
 
     # ---- predictions ------------------------------------------------------------------
@@ -113,6 +134,17 @@ class MixedFit:
         ``include_random=False`` gives population-level predictions (lme4's
         ``re.form=NA``); new levels get a zero random effect when
         ``allow_new_levels=True``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> import pandas as pd
+        >>> new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": ["308", "new"]})
+        >>> fit.predict(new, allow_new_levels=True).round(2).tolist()
+        [253.66, 303.74]
+        >>> fit.predict(new, include_random=False).round(2).tolist()
+        [251.41, 303.74]
         """
         if type not in ("link", "response"):
             from bayesmixed.errors import DesignError
@@ -124,11 +156,27 @@ class MixedFit:
         return pd.Series(self.design.family.link.linkinv(eta.to_numpy()), index=eta.index)
 
     def fitted(self) -> pd.Series:
-        """Fitted values on the response scale, indexed like the rows used."""
+        """Fitted values on the response scale, indexed like the rows used.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.fitted().head(2).round(2).tolist()
+        [253.66, 273.33]
+        """
         return self.predict()
 
     def residuals(self) -> pd.Series:
-        """Response residuals y - fitted, indexed like the rows used."""
+        """Response residuals y - fitted, indexed like the rows used.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.residuals().head(2).round(2).tolist()
+        [-4.1, -14.63]
+        """
         return pd.Series(self.design.y - self.fitted().to_numpy(), index=self.design.index)
 
     def _repr_html_(self) -> str:

@@ -13,10 +13,44 @@ from bayesmixed.results.display import Summary, random_effects_text, signif_star
 
 
 class LikelihoodFit(MixedFit):
-    """A REML or ML fit of a linear mixed model.
+    """A REML or ML fit of a linear mixed model, as returned by ``Model.fit()``.
 
-    Attributes mirror lme4: ``theta`` (relative covariance factor parameters),
-    ``fixef``, ``ranef`` (conditional modes), ``varcorr``, ``sigma``...
+    Attributes mirror lme4's accessors: ``fixef``, ``fixef_se``, ``vcov``, ``ranef``
+    (conditional modes), ``coef``, ``varcorr``, ``sigma``, ``loglik``, ``aic``...
+
+    Attributes
+    ----------
+    design : MixedDesign
+        The model matrices the fit was computed from.
+    method : str
+        ``"reml"`` or ``"ml"``.
+    theta : numpy.ndarray
+        Relative covariance factor parameters at the optimum (lme4's ``getME(fit, "theta")``).
+    sigma : float
+        Residual standard deviation (lme4's ``sigma(fit)``).
+    u : numpy.ndarray
+        Spherical random effects; ``b = Lambda(theta) @ u``.
+    objective : float
+        The REML criterion or the deviance at the optimum.
+    opt : OptResult
+        What the optimizer returned (evaluations, status, messages).
+    is_singular : bool
+        A variance on its boundary or a correlation of +-1 (lme4's ``isSingular(fit)``).
+    warnings_issued : tuple
+        The warnings issued while fitting.
+
+    Notes
+    -----
+    lme4: the ``merMod`` object returned by ``lmer()``.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+    >>> fit.method, fit.nobs, fit.ngroups, fit.is_singular
+    ('reml', 180, {'Subject': 18}, False)
+    >>> round(fit.sigma, 2), fit.theta.round(3).tolist()
+    (25.59, [0.967, 0.015, 0.231])
     """
 
     def __init__(self, *, design, method, theta, beta, u, sigma, objective, devfun, opt, state,
@@ -38,10 +72,12 @@ class LikelihoodFit(MixedFit):
     # ---- lme4 accessors ------------------------------------------------------------
     @property
     def reml(self) -> bool:
+        """True for a REML fit."""
         return self.method == "reml"
 
     @cached_property
     def b(self) -> np.ndarray:
+        """All random effects as one vector, term by term and level-major (lme4's ``getME(fit, "b")``)."""
         return self.design.Lambda(self.theta) @ self.u
 
     def _b_vector(self) -> np.ndarray:
@@ -49,10 +85,30 @@ class LikelihoodFit(MixedFit):
 
     @cached_property
     def fixef(self) -> pd.Series:
+        """Fixed-effect estimates (lme4's ``fixef(fit)``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.fixef.round(3).to_dict()
+        {'Intercept': 251.405, 'Days': 10.467}
+        """
         return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects, ``sigma**2 (RX' RX)^-1`` (lme4's ``vcov(fit)``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.vcov.round(2)
+                   Intercept  Days
+        Intercept      46.57 -1.45
+        Days           -1.45  2.39
+        """
         RX = self._devfun.system.RX(self._state.factor)
         Rinv = np.linalg.inv(RX)
         V = self.sigma**2 * (Rinv @ Rinv.T)
@@ -61,10 +117,32 @@ class LikelihoodFit(MixedFit):
 
     @property
     def fixef_se(self) -> pd.Series:
+        """Standard errors of the fixed effects.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.fixef_se.round(3).to_dict()
+        {'Intercept': 6.825, 'Days': 1.546}
+        """
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="std_error")
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
+        """Variance components as R's ``as.data.frame(VarCorr(fit))``: ``grp, var1, var2, vcov, sdcor``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.varcorr.round({"vcov": 1, "sdcor": 2})
+                grp       var1  var2   vcov  sdcor
+        0   Subject  Intercept   NaN  612.1  24.74
+        1   Subject       Days   NaN   35.1   5.92
+        2   Subject  Intercept  Days    9.6   0.07
+        3  Residual        NaN   NaN  654.9  25.59
+        """
         covs = [t.covariance(self.theta[s], self.sigma)
                 for t, s in zip(self.design.reterms, self.design.theta_slices)]
         return varcorr_frame(self.design, covs, self.sigma)
@@ -95,26 +173,45 @@ class LikelihoodFit(MixedFit):
 
     @property
     def ranef_condsd(self) -> dict[str, pd.DataFrame]:
-        """Conditional standard deviations of the random effects (lme4: ``condVar=TRUE``)."""
+        """Conditional standard deviations of the random effects (lme4: ``condVar=TRUE``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.ranef_condsd["Subject"].loc["308"].round(2).to_dict()
+        {'Intercept': 12.07, 'Days': 2.3}
+        """
         sds = np.concatenate([np.sqrt(np.diagonal(B, axis1=1, axis2=2)).ravel() for B in self._condvar_blocks])
         return self._ranef_from_b(sds)
 
     # ---- likelihood summaries --------------------------------------------------------
     @property
     def n_params(self) -> int:
+        """Number of parameters: fixed effects, theta and sigma (the ``df`` of R's ``logLik``)."""
         return self.design.p + self.design.n_theta + 1
 
     @property
     def loglik(self) -> float:
-        """Log-likelihood (the REML log-likelihood for REML fits, as lme4's logLik)."""
+        """Log-likelihood (the REML log-likelihood for REML fits, as lme4's logLik).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> print(round(fit.loglik, 2), round(fit.aic, 1), round(fit.bic, 1))
+        -871.81 1755.6 1774.8
+        """
         return -0.5 * self.objective
 
     @property
     def aic(self) -> float:
+        """Akaike's information criterion, ``-2 loglik + 2 n_params`` (R's ``AIC(fit)``)."""
         return -2 * self.loglik + 2 * self.n_params
 
     @property
     def bic(self) -> float:
+        """Schwarz's criterion, ``-2 loglik + log(nobs) n_params`` (R's ``BIC(fit)``)."""
         return -2 * self.loglik + np.log(self.nobs) * self.n_params
 
     @property
@@ -124,10 +221,12 @@ class LikelihoodFit(MixedFit):
 
     @property
     def reml_criterion(self) -> float | None:
+        """The REML criterion at the optimum (lme4's ``REMLcrit(fit)``); None for ML fits."""
         return self.objective if self.reml else None
 
     @property
     def df_resid(self) -> int:
+        """Residual degrees of freedom, ``nobs - n_params`` (R's ``df.residual(fit)``)."""
         return self.nobs - self.n_params
 
     # ---- Satterthwaite (lmerTest) ------------------------------------------------------
@@ -153,7 +252,15 @@ class LikelihoodFit(MixedFit):
         return A, J
 
     def satterthwaite_df(self, L: np.ndarray) -> float:
-        """Satterthwaite denominator df for the contrast ``L`` (lmerTest's contest1D)."""
+        """Satterthwaite denominator df for the contrast ``L`` (lmerTest's contest1D).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> round(fit.satterthwaite_df([0.0, 1.0]), 2)
+        17.0
+        """
         A, J = self._satterthwaite_pieces
         L = np.asarray(L, dtype=float)
         V = self.vcov.to_numpy()
@@ -164,7 +271,17 @@ class LikelihoodFit(MixedFit):
 
     @cached_property
     def satterthwaite(self) -> pd.DataFrame:
-        """Fixed-effect t tests with Satterthwaite df, as ``summary(lmerTest::lmer())``."""
+        """Fixed-effect t tests with Satterthwaite df, as ``summary(lmerTest::lmer())``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.satterthwaite[["estimate", "std_error", "df", "t_value"]].round(3)
+                   estimate  std_error    df  t_value
+        Intercept   251.405      6.825  17.0   36.838
+        Days         10.467      1.546  17.0    6.771
+        """
         p = self.design.p
         est, se = self.fixef.to_numpy(), self.fixef_se.to_numpy()
         df = np.array([self.satterthwaite_df(np.eye(p)[i]) for i in range(p)])
@@ -175,7 +292,17 @@ class LikelihoodFit(MixedFit):
 
     # ---- tables ----------------------------------------------------------------------
     def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald confidence intervals for the fixed effects (lme4: ``confint(method="Wald")``)."""
+        """Wald confidence intervals for the fixed effects (lme4: ``confint(method="Wald")``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.confint().round(2)
+                    2.5 %  97.5 %
+        Intercept  238.03  264.78
+        Days         7.44   13.50
+        """
         z = stats.norm.ppf(0.5 + level / 2)
         lo = self.fixef - z * self.fixef_se
         hi = self.fixef + z * self.fixef_se
@@ -183,7 +310,15 @@ class LikelihoodFit(MixedFit):
         return pd.DataFrame({f"{100 * a:.1f} %": lo, f"{100 * (1 - a):.1f} %": hi})
 
     def r2(self) -> dict[str, float]:
-        """Nakagawa & Schielzeth marginal and conditional R² (Johnson's random-slope extension)."""
+        """Nakagawa & Schielzeth marginal and conditional R² (Johnson's random-slope extension).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> {k: round(v, 3) for k, v in fit.r2().items()}
+        {'marginal': 0.279, 'conditional': 0.799}
+        """
         d = self.design
         var_f = float(np.var(d.X @ self._beta, ddof=1))
         var_r = 0.0
@@ -196,7 +331,17 @@ class LikelihoodFit(MixedFit):
 
     def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
              ddf: str = "satterthwaite") -> pd.DataFrame:
-        """broom.mixed-style table: fixed effects with Satterthwaite df and p, then variance parameters."""
+        """broom.mixed-style table: fixed effects with Satterthwaite df and p, then variance parameters.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.tidy(conf_int=True)[["term", "estimate", "df", "conf_low", "conf_high"]].round(2).head(2)
+                term  estimate    df  conf_low  conf_high
+        0  Intercept    251.41  17.0    237.01     265.80
+        1       Days     10.47  17.0      7.21      13.73
+        """
         rows = []
         if "fixed" in effects:
             if self.design.family.is_gaussian_identity and ddf == "satterthwaite":
@@ -230,6 +375,18 @@ class LikelihoodFit(MixedFit):
         return out
 
     def summary(self) -> Summary:
+        """lme4's ``summary(fit)`` with lmerTest's Satterthwaite t tests: print it, or show it in a notebook.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> print(fit.summary())            # doctest: +ELLIPSIS
+        Linear mixed model fit by REML ['lmerMod'; t-tests use Satterthwaite's method]
+        Formula: Reaction ~ Days + (Days | Subject)
+        REML criterion at convergence: 1743.6283
+        ...
+        """
         d = self.design
         title = ("Linear mixed model fit by REML" if self.reml else "Linear mixed model fit by maximum likelihood")
         if d.family.is_gaussian_identity and self.design.p:
