@@ -78,10 +78,20 @@ class Family:
     name: str
     link: Link
     canonical: str
+    shape: float | None = None   # negative binomial size k (Var = mu + mu^2 / k)
 
     @property
     def is_gaussian_identity(self) -> bool:
         return self.name == "gaussian" and self.link.name == "identity"
+
+    @property
+    def has_dispersion(self) -> bool:
+        """True where lme4 reports a residual scale (gaussian, Gamma): ``useSc`` in merMod."""
+        return self.name in ("gaussian", "gamma")
+
+    def with_shape(self, shape: float) -> "Family":
+        """The same family with the negative-binomial shape (size) fixed at ``shape``."""
+        return Family(self.name, self.link, self.canonical, float(shape))
 
     def variance(self, mu: Array) -> Array:
         if self.name == "gaussian":
@@ -92,7 +102,14 @@ class Family:
             return mu
         if self.name == "gamma":
             return mu**2
-        raise NotImplementedError(self.name)  # negativebinomial needs its shape: see GLMM engine
+        if self.name == "negativebinomial":
+            return mu + mu**2 / self._shape()
+        raise NotImplementedError(self.name)
+
+    def _shape(self) -> float:
+        if self.shape is None:
+            raise ValueError("the negative binomial shape is not set: use family.with_shape(k)")
+        return self.shape
 
     def dev_resids(self, y: Array, mu: Array, wt: Array) -> Array:
         """Unit deviances times prior weights (R's ``family$dev.resids``)."""
@@ -104,7 +121,58 @@ class Family:
             return 2 * wt * (_ylogy(y, mu) - (y - mu))
         if self.name == "gamma":
             return -2 * wt * (np.log(y / mu) - (y - mu) / mu)
+        if self.name == "negativebinomial":
+            k = self._shape()
+            # MASS::negative.binomial(theta)$dev.resids
+            return 2 * wt * (_ylogy(y, mu) - (y + k) * np.log((y + k) / (mu + k)))
         raise NotImplementedError(self.name)
+
+    def aic(self, y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+        """-2 log-likelihood as R's ``family$aic(y, n, mu, wt, dev)`` (which glmer's logLik uses).
+
+        ``n`` is the number of trials (binomial), ``wt`` the prior weights times trials,
+        ``dev`` the sum of the deviance residuals (the Gamma and gaussian dispersion
+        estimates come from it, as in R; Gamma and gaussian include R's ``+ 2``).
+        """
+        if self.name == "binomial":
+            m = n if np.any(n > 1) else wt
+            k = np.round(m * y)
+            m = np.round(m)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ll = (special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
+                      + special.xlogy(k, mu) + special.xlog1py(m - k, -mu))
+                terms = np.where(m > 0, wt / np.where(m > 0, m, 1) * ll, 0.0)
+            return float(-2 * terms.sum())
+        if self.name == "poisson":
+            ll = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
+            return float(-2 * np.sum(ll * wt))
+        if self.name == "negativebinomial":
+            k = self._shape()
+            ll = (special.gammaln(k + y) - special.gammaln(k) - special.gammaln(y + 1) + k * np.log(k)
+                  + special.xlogy(y, mu + (y == 0)) - (k + y) * np.log(k + mu))
+            return float(-2 * np.sum(ll * wt))
+        if self.name == "gamma":
+            disp = dev / np.sum(wt)
+            a = 1 / disp
+            ll = (a - 1) * np.log(y) - y / (mu * disp) - special.gammaln(a) - a * np.log(mu * disp)
+            return float(-2 * np.sum(ll * wt) + 2)
+        if self.name == "gaussian":
+            nobs = y.size
+            return float(nobs * (np.log(2 * np.pi * dev / nobs) + 1) + 2 - np.sum(np.log(wt[wt > 0])))
+        raise NotImplementedError(self.name)
+
+    def check_response(self, y: Array, column: str) -> None:
+        """Raise :class:`DesignError` naming ``column`` if ``y`` is outside the family's support."""
+        bad = None
+        if self.name == "binomial" and np.any((y < 0) | (y > 1)):
+            bad, what = y[(y < 0) | (y > 1)], "0/1 (or proportions with weights=trials)"
+        elif self.name in ("poisson", "negativebinomial") and np.any((y < 0) | (y != np.round(y))):
+            bad, what = y[(y < 0) | (y != np.round(y))], "non-negative whole counts"
+        elif self.name == "gamma" and np.any(y <= 0):
+            bad, what = y[y <= 0], "positive"
+        if bad is not None:
+            raise DesignError(f"{self.name} response {column!r} must be {what}; found values such as "
+                              f"{bad[:3].tolist()}")
 
 
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -119,8 +187,12 @@ _ALIASES = {"normal": "gaussian", "bernoulli": "binomial", "negbinomial": "negat
             "negative_binomial": "negativebinomial", "nb": "negativebinomial", "Gamma": "gamma"}
 
 
-def get_family(family: str | Family = "gaussian", link: str | None = None) -> Family:
+def get_family(family: str | Family = "gaussian", link: str | None = None, *,
+               shape: float | None = None) -> Family:
     """Return the :class:`Family` for a name such as ``"binomial"`` and an optional link.
+
+    ``shape`` fixes the negative-binomial size k (otherwise the GLMM engine estimates
+    it, as ``glmer.nb`` does).
 
     Examples
     --------
@@ -146,7 +218,7 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
             f"link {link!r} is not available for family {name!r}; valid links are: "
             f"{', '.join(allowed)}"
         )
-    return Family(name, _LINKS[link], default)
+    return Family(name, _LINKS[link], default, shape)
 
 
 GAUSSIAN = get_family("gaussian")

@@ -1,0 +1,241 @@
+"""Laplace and adaptive Gauss-Hermite fits of generalized linear mixed models (glmer).
+
+The optimisation follows glmer's two stages: first theta alone with beta from PIRLS
+over (u, beta) jointly (glmer's nAGQ=0 criterion), then (theta, beta) jointly on
+the Laplace (or AGQ) criterion with BOBYQA. Stage 2 runs in whitened coordinates
+``beta = beta1 + RX1^{-1} z`` (RX1 from stage 1), so that one unit in every
+direction is about one standard error: BOBYQA then needs few evaluations from a
+start that is already close.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bayesmixed.design.spec import MixedDesign
+from bayesmixed.errors import (
+    ConvergenceWarning, DesignError, FitError, SeparationWarning, SingularFitWarning,
+)
+from bayesmixed.likelihood.agq import check_agq_design
+from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
+from bayesmixed.likelihood.pirls import LaplaceDeviance
+
+SINGULAR_TOL = 1e-4        # lme4's isSingular(tol = 1e-4)
+GRAD_TOL = 2e-3            # glmerControl(check.conv.grad = .makeCC("warning", tol = 2e-3))
+
+
+def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int = 1, start=None,
+             check_conv: bool = True, optimizer_options: dict | None = None, shape: float | None = None):
+    """Fit a GLMM by the Laplace approximation or adaptive Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    design : MixedDesign
+        From ``bm.Model(..., family=...)``.
+    method : {"laplace", "agq"}
+        ``"agq"`` with ``nAGQ=k`` (1 to 25) needs one scalar random-effects term.
+    nAGQ : int
+        Quadrature points; 1 is the Laplace approximation (glmer's default).
+    start : dict or array, optional
+        ``{"theta": ..., "beta": ...}`` or theta alone.
+    check_conv : bool
+        Run lme4's gradient / Hessian convergence checks.
+    shape : float, optional
+        Negative binomial only: fix the shape k instead of estimating it.
+
+    Returns
+    -------
+    GlmmFit
+
+    Notes
+    -----
+    lme4: ``glmer(formula, data, family, nAGQ=k)``; negative binomial as ``glmer.nb``
+    (shape by maximum likelihood, here jointly with theta and beta).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...              bm.load_dataset("cbpp"), family="binomial")
+    >>> fit = fit_glmm(m.design)
+    >>> round(fit.deviance_criterion, 3)
+    184.053
+    """
+    method = method.lower()
+    if method not in ("laplace", "agq"):
+        raise DesignError(f"fit_glmm fits method='laplace' or 'agq', not {method!r}")
+    nAGQ = int(nAGQ)
+    if method == "agq" and nAGQ == 1 and "nAGQ" not in (optimizer_options or {}):
+        nAGQ = 1
+    if nAGQ < 1 or nAGQ > 25:
+        raise DesignError(f"nAGQ must be between 1 and 25 (as glmer), got {nAGQ}")
+    if nAGQ > 1:
+        check_agq_design(design)
+    if not design.reterms:
+        raise DesignError("the formula has no random-effects terms such as (1 | group); this is not a "
+                          "mixed model: use a GLM")
+    fam = design.family
+    if fam.is_gaussian_identity:
+        raise DesignError("gaussian models with the identity link are fitted by method='reml' or 'ml'")
+    _check_response(design)
+    with threadpool_limits(1):
+        # small dense factorizations: BLAS threads only add overhead and contention
+        return _fit(design, nAGQ=nAGQ, start=start, check_conv=check_conv,
+                    optimizer_options=optimizer_options or {}, shape=shape)
+
+
+def _check_response(design: MixedDesign) -> None:
+    fam, y = design.family, design.y
+    fam.check_response(y, design.response_name)
+    if fam.name == "binomial" and design.trials is None:
+        m = design.weights * y
+        if np.any(np.abs(m - np.round(m)) > 1e-3):
+            warnings.warn(f"non-integer #successes in the binomial response {design.response_name!r}: "
+                          "proportions need weights= equal to the number of trials", UserWarning, stacklevel=4)
+
+
+def _start_values(design, start):
+    theta0, beta0 = design.theta0, None
+    if start is None:
+        return theta0, beta0
+    if isinstance(start, dict):
+        if "theta" in start:
+            theta0 = np.asarray(start["theta"], dtype=float)
+        if "beta" in start or "fixef" in start:
+            beta0 = np.asarray(start.get("beta", start.get("fixef")), dtype=float)
+    else:
+        theta0 = np.asarray(start, dtype=float)
+    if theta0.shape != design.theta0.shape:
+        raise DesignError(f"start theta must have {design.n_theta} values ({', '.join(design.theta_names)})")
+    if beta0 is not None and beta0.shape != (design.p,):
+        raise DesignError(f"start beta must have {design.p} values ({', '.join(design.fixef_names)})")
+    return theta0, beta0
+
+
+def _moment_shape(dev: LaplaceDeviance, mu: np.ndarray) -> float:
+    """Method-of-moments negative-binomial shape from Poisson-scale fitted means."""
+    y = dev.y
+    excess = np.sum((y - mu) ** 2 - mu)
+    k = np.sum(mu**2) / excess if excess > 0 else 100.0
+    return float(np.clip(k, 0.05, 1e4))
+
+
+def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
+    from bayesmixed.results.glmm import GlmmFit
+
+    fam = design.family
+    nb = fam.name == "negativebinomial"
+    estimate_shape = nb and shape is None and fam.shape is None
+    if nb:
+        k0 = shape if shape is not None else fam.shape
+        if k0 is None:
+            # start the shape from a Poisson-scale stage 1, as glmer.nb starts from a Poisson glmer
+            pois = LaplaceDeviance(design, family=_poisson_like(fam))
+            opt0 = minimize_bobyqa(pois.profiled, design.theta0, design.lower, ftol_rel=1e-6, xtol_abs=1e-4)
+            st0 = pois.pirls(opt0.x)
+            k0 = _moment_shape(pois, st0.mu)
+        fam = fam.with_shape(k0)
+    dev = LaplaceDeviance(design, family=fam)
+    theta0, beta0 = _start_values(design, start)
+    lower = design.lower
+    nth = design.n_theta
+
+    # ---- stage 1: theta with beta (and u) from joint PIRLS (glmer nAGQ=0)
+    if beta0 is not None:
+        dev._beta_start = beta0
+    opt1 = minimize_bobyqa(dev.profiled, theta0, lower, ftol_rel=1e-8, xtol_abs=1e-5,
+                           initial_step=0.2)
+    st1 = dev.pirls(opt1.x)
+    theta1, beta1 = st1.theta, st1.beta
+    n_eval1 = opt1.n_evals
+
+    # ---- stage 2: (theta, beta[, log shape]) on the Laplace / AGQ criterion, whitened beta
+    RX1 = st1.RX
+    Rinv = np.linalg.inv(RX1) if RX1 is not None else np.eye(design.p)
+    objective = dev if nAGQ == 1 else (lambda pars: dev.agq(pars, nAGQ))
+    lo = np.concatenate([lower, np.full(design.p, -np.inf)])
+
+    def to_pars(x):
+        return np.concatenate([x[:nth], beta1 + Rinv @ x[nth:nth + design.p]])
+
+    if estimate_shape:
+        base_fam = fam
+
+        def f2(x):
+            dev.family = base_fam.with_shape(np.exp(x[-1]))
+            return objective(to_pars(x))
+
+        x0 = np.concatenate([theta1, np.zeros(design.p), [np.log(fam.shape)]])
+        lo = np.concatenate([lo, [np.log(1e-3)]])
+        hi = np.concatenate([np.full(nth + design.p, np.inf), [np.log(1e6)]])
+    else:
+        def f2(x):
+            return objective(to_pars(x))
+
+        x0 = np.concatenate([theta1, np.zeros(design.p)])
+        hi = None
+    opts = dict(ftol_rel=1e-12, xtol_abs=1e-6, initial_step=0.05)
+    opts.update(optimizer_options)
+    x0 = np.maximum(x0, lo)
+    opt2 = minimize_bobyqa(f2, x0, lo, upper=hi, **opts)
+    x = opt2.x
+    if estimate_shape:
+        dev.family = base_fam.with_shape(np.exp(x[-1]))
+    pars = to_pars(x)
+    theta, beta = pars[:nth], pars[nth:]
+    theta = np.where((lower == 0) & (theta < 0), 0.0, theta)
+    pars = np.concatenate([theta, beta])
+    f_opt = objective(pars)
+    st = dev.pirls(theta, beta)
+    opt = OptResult(x=pars, fun=float(f_opt), n_evals=n_eval1 + opt2.n_evals, status=opt2.status,
+                    messages=list(opt1.messages) + list(opt2.messages))
+
+    # ---- checks and warnings
+    singular = bool(np.any(theta[lower == 0] < SINGULAR_TOL))
+    issued, msgs = [], list(opt.messages)
+    if singular:
+        issued.append("singular")
+        warnings.warn(
+            "boundary (singular) fit: a random-effects variance is estimated as (nearly) zero or a "
+            "correlation as ±1 (theta: " + ", ".join(f"{n}={v:.3g}" for n, v in zip(design.theta_names, theta))
+            + "); consider a simpler random-effects structure, e.g. (x || g) or dropping a term",
+            SingularFitWarning, stacklevel=4)
+    sep = _separation_message(dev, st, beta)
+    if sep:
+        issued.append("separation")
+        warnings.warn(sep, SeparationWarning, stacklevel=4)
+        msgs.append(sep)
+    fit = GlmmFit(design=design, family=dev.family, nAGQ=nAGQ, theta=theta, beta=beta, state=st,
+                  objective=float(f_opt), devfun=dev, opt=opt, is_singular=singular,
+                  warnings_issued=issued, conv_messages=msgs, shape_estimated=estimate_shape)
+    if check_conv and not singular:
+        conv = fit._convergence_messages()
+        for m in conv:
+            warnings.warn(m, ConvergenceWarning, stacklevel=4)
+        fit.conv_messages = tuple(msgs + conv)
+    return fit
+
+
+def _poisson_like(fam):
+    from bayesmixed.families import get_family
+
+    return get_family("poisson", fam.link.name)
+
+
+def _separation_message(dev, st, beta) -> str | None:
+    """glm's 'fitted probabilities numerically 0 or 1' test plus huge coefficients."""
+    if dev.family.name != "binomial":
+        return None
+    eps = 10 * np.finfo(float).eps
+    extreme = np.mean((st.mu < eps) | (st.mu > 1 - eps))
+    big = [n for n, b in zip(dev.design.fixef_names, beta) if abs(b) > 15]
+    if extreme > 0 or big:
+        which = f" (coefficients {', '.join(big)} are very large)" if big else ""
+        return ("fitted probabilities numerically 0 or 1 occurred: the data look (quasi-)completely "
+                f"separated{which}; estimates and standard errors of the affected fixed effects are "
+                "unreliable. Consider merging sparse categories, dropping the separating predictor, or "
+                "a penalized / Bayesian fit (method='nuts' with its weakly-informative priors)")
+    return None
