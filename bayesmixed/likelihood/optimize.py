@@ -28,7 +28,7 @@ NLOPT_STATUS = {
 
 
 def minimize_bobyqa(fun, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray | None = None,
-                    ftol_abs: float = 0.0, xtol_abs: float = 1e-6, ftol_rel: float = 1e-10,
+                    ftol_abs: float = 0.0, xtol_abs: float = 1e-6, ftol_rel: float = 1e-12,
                     maxeval: int = 100_000, initial_step: np.ndarray | float | None = None) -> OptResult:
     """Minimise ``fun`` with NLopt's BOBYQA under box constraints (MixedModels.jl's default)."""
     x0 = np.asarray(x0, dtype=float)
