@@ -466,7 +466,9 @@ def _term_matrix(expr: str, frame: pd.DataFrame):
     from formulaic import model_matrix
 
     try:
-        mm = model_matrix(r_power(e), frame, context=formula_context(), na_action="ignore", output="pandas")
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf/NaN are reported by column later
+            mm = model_matrix(r_power(e), frame, context=formula_context(), na_action="ignore",
+                              output="pandas")
     except Exception as exc:
         raise DesignError(f"could not build the random-effects matrix for '({expr} | ...)': {exc}") from exc
     return mm.to_numpy(dtype=float), tuple(str(c) for c in mm.columns), mm.model_spec

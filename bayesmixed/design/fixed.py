@@ -89,8 +89,9 @@ def fixed_matrix(rhs: str, data: pd.DataFrame):
     from formulaic import model_matrix
 
     try:
-        mm = model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
-                          output="pandas")
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf/NaN are reported by column later
+            mm = model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
+                              output="pandas")
     except Exception as exc:
         raise DesignError(f"could not build the fixed-effects matrix for '{rhs}': {exc}") from exc
     X = np.asarray(mm.to_numpy(dtype=float))
