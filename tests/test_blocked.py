@@ -104,7 +104,7 @@ def test_vector_term_not_first_really_is_second():
     assert [t.n_cols for t in design.reterms] == [1, 2]
 
 
-def simulated_crossed(n_g1=1200, n_g2=400, per=20, slope=False, seed=3):
+def simulated_crossed(n_g1=400, n_g2=100, per=30, slope=False, seed=3):
     """A crossed design big enough for the compiled kernels (A21 work well above 300k)."""
     rng = np.random.default_rng(seed)
     g1 = np.repeat(np.arange(n_g1), per)
