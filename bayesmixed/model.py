@@ -87,6 +87,14 @@ class Model:
 
     @property
     def default_method(self) -> str:
+        """``"reml"`` for gaussian models with the identity link, else ``"laplace"``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> bm.Model("incidence ~ period + (1 | herd)", bm.load_dataset("cbpp"), family="poisson").default_method
+        'laplace'
+        """
         return "reml" if self.family.is_gaussian_identity else "laplace"
 
     def fit(self, method: str | None = None, **kwargs):
@@ -155,14 +163,33 @@ class Model:
 
     @cached_property
     def pymc_model(self):
-        """The compiled ``pymc.Model`` (built lazily on first access)."""
+        """The compiled ``pymc.Model`` (built lazily on first access).
+
+        Its coords are the design's names: fixed effects, and the levels and terms of
+        each grouping factor.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+        >>> m.pymc_model.coords["fixef"], m.pymc_model.coords["Subject"][:3]
+        (('Intercept', 'Days'), ('308', '309', '310'))
+        """
         from bayesmixed.bayes import build_pymc_model
 
         return build_pymc_model(self.design, self.priors)
 
     @property
     def priors(self):
-        """The priors ``method="nuts"`` will use, defaults filled in."""
+        """The priors ``method="nuts"`` will use, defaults filled in.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+        >>> "sigma" in m.priors.to_frame()["parameter"].tolist()
+        True
+        """
         from bayesmixed.bayes import resolve_priors
 
         return resolve_priors(self.design, self._priors_override)

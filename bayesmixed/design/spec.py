@@ -58,29 +58,42 @@ class MixedDesign:
     # sizes, with the JSS names
     @property
     def n(self) -> int:
+        """Number of observations (rows of X)."""
         return self.X.shape[0]
 
     @property
     def p(self) -> int:
+        """Number of fixed effects (columns of X)."""
         return self.X.shape[1]
 
     @property
     def q(self) -> int:
+        """Number of random effects (columns of Z)."""
         return sum(t.q for t in self.reterms)
 
     @property
     def n_theta(self) -> int:
+        """Length of theta, the relative covariance parameters."""
         return sum(t.n_theta for t in self.reterms)
 
     @cached_property
     def Z(self) -> sp.csc_array:
-        """(n, q) sparse random-effects model matrix, terms side by side."""
+        """(n, q) sparse random-effects model matrix, terms side by side.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.Z.shape, d.Z[[0], :2].toarray().tolist()
+        ((180, 36), [[1.0, 0.0]])
+        """
         if not self.reterms:
             return sp.csc_array((self.n, 0))
         return sp.hstack([t.Zi for t in self.reterms], format="csc")
 
     @cached_property
     def theta_slices(self) -> tuple[slice, ...]:
+        """Each term's slice of theta."""
         out, start = [], 0
         for t in self.reterms:
             out.append(slice(start, start + t.n_theta))
@@ -89,6 +102,7 @@ class MixedDesign:
 
     @cached_property
     def b_slices(self) -> tuple[slice, ...]:
+        """Each term's slice of the random-effects vector b (and of Z's columns)."""
         out, start = [], 0
         for t in self.reterms:
             out.append(slice(start, start + t.q))
@@ -97,15 +111,33 @@ class MixedDesign:
 
     @property
     def theta0(self) -> np.ndarray:
+        """lme4's starting theta: 1 on the diagonals of the factors, 0 elsewhere.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.theta0.tolist(), d.lower.tolist()
+        ([1.0, 0.0, 1.0], [0.0, -inf, 0.0])
+        """
         return np.concatenate([t.theta0() for t in self.reterms]) if self.reterms else np.zeros(0)
 
     @property
     def lower(self) -> np.ndarray:
+        """Lower bounds of theta: 0 for diagonal elements, -inf for the others."""
         return np.concatenate([t.lower() for t in self.reterms]) if self.reterms else np.zeros(0)
 
     @cached_property
     def theta_names(self) -> tuple[str, ...]:
-        """Readable labels of theta's elements, e.g. ``Subject:Intercept``."""
+        """Readable labels of theta's elements, e.g. ``Subject:Intercept``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.theta_names
+        ('Subject:Intercept', 'Subject:Days.Intercept', 'Subject:Days')
+        """
         names = []
         for t in self.reterms:
             if not t.correlated:
@@ -119,7 +151,16 @@ class MixedDesign:
         return tuple(names)
 
     def Lambda(self, theta: np.ndarray) -> sp.csc_array:
-        """(q, q) block-diagonal relative covariance factor: I_{l_i} (x) T_i per term."""
+        """(q, q) block-diagonal relative covariance factor: I_{l_i} (x) T_i per term.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> L = d.Lambda([1.0, 0.5, 2.0])
+        >>> L.shape, L[:2, :2].toarray().tolist()
+        ((36, 36), [[1.0, 0.0], [0.5, 2.0]])
+        """
         blocks = [
             sp.kron(sp.eye_array(t.n_levels), t.lambda_block(theta[s]))
             for t, s in zip(self.reterms, self.theta_slices)
@@ -127,19 +168,46 @@ class MixedDesign:
         return sp.block_diag(blocks, format="csc") if blocks else sp.csc_array((0, 0))
 
     def lambda_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each term's lower-triangular (n_cols, n_cols) factor T_i at ``theta``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.lambda_blocks([1.0, 0.5, 2.0])[0].tolist()
+        [[1.0, 0.0], [0.5, 2.0]]
+        """
         return [t.lambda_block(theta[s]) for t, s in zip(self.reterms, self.theta_slices)]
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Distinct grouping factors, in term order."""
+        """Distinct grouping factors, in term order.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.groups, d.ngroups
+        (('Subject',), {'Subject': 18})
+        """
         return tuple(dict.fromkeys(t.group for t in self.reterms))
 
     @property
     def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor."""
         return {t.group: t.n_levels for t in self.reterms}
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per random-effects term: group, columns, levels, theta size."""
+        """One row per random-effects term: group, columns, levels, theta size.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.summary_frame()
+              term    group          columns  n_levels  correlated  n_theta
+        0  Subject  Subject  Intercept, Days        18        True        3
+        """
         return pd.DataFrame(
             [
                 {"term": t.name, "group": t.group, "columns": ", ".join(t.cnames),

@@ -16,12 +16,32 @@ GRAD_TOL = 2e-3            # lme4's check.conv.grad tolerance
 
 
 def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's isSingular: a diagonal element of the relative covariance factor is ~0."""
+    """lme4's isSingular: a diagonal element of the relative covariance factor is ~0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_singular(np.array([0.0, 0.3, 1.2]), np.array([0.0, -np.inf, 0.0]))
+    True
+    >>> is_singular(np.array([0.97, 0.02, 0.23]), np.array([0.0, -np.inf, 0.0]))
+    False
+    """
     return bool(np.any(theta[lower == 0] < tol))
 
 
 def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | None = None) -> list[str]:
-    """Scaled-gradient and Hessian checks like lme4's checkConv (skipped at the boundary)."""
+    """Scaled-gradient and Hessian checks like lme4's checkConv (skipped at the boundary).
+
+    Returns the warning messages, empty when the optimum passes.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> from bayesmixed.likelihood.pls import ProfiledDeviance
+    >>> fit = bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).fit()
+    >>> check_convergence(ProfiledDeviance(fit.design, reml=True), fit.theta, fit.design.lower)
+    []
+    """
     from bayesmixed.likelihood.numderiv import deriv12
 
     msgs: list[str] = []
@@ -55,6 +75,13 @@ def fit_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: b
     lme4: ``lmer(formula, data, REML=...)``. Optimises the profiled criterion over
     theta with BOBYQA (lme4's default ``nloptwrap``), then beta, u and sigma come in
     closed form (Bates et al. 2015, JSS Sec. 3.4-3.6).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> fit = fit_lmm(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+    >>> round(fit.reml_criterion, 4), fit.theta.round(4).tolist(), round(fit.sigma, 2)
+    (319.6543, [0.8483], 49.51)
     """
     from bayesmixed.results.likelihood import LikelihoodFit
 

@@ -14,7 +14,17 @@ LOG2PI = np.log(2 * np.pi)
 
 @dataclass
 class PLSState:
-    """Penalized least-squares solution at one theta (JSS Sec. 3.4-3.6)."""
+    """Penalized least-squares solution at one theta (JSS Sec. 3.4-3.6).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> from bayesmixed.likelihood.pls import ProfiledDeviance
+    >>> dev = ProfiledDeviance(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+    >>> state = dev.evaluate([1.0])
+    >>> round(state.deviance, 6), round(state.pwrss, 3)
+    (319.792389, 68222.917)
+    """
 
     theta: np.ndarray
     deviance: float          # ML deviance or REML criterion, as the objective was built
@@ -51,6 +61,16 @@ class ProfiledDeviance:
         self.n_evals = 0
 
     def evaluate(self, theta: np.ndarray) -> PLSState:
+        """Solve the penalized least-squares problem at ``theta``; the criterion and its pieces.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> from bayesmixed.likelihood.pls import ProfiledDeviance
+        >>> dev = ProfiledDeviance(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+        >>> round(dev.evaluate([1.0]).deviance, 6)
+        319.792389
+        """
         theta = np.asarray(theta, dtype=float)
         F = self.system.factor(theta)
         n, p = self.design.n, self.design.p
@@ -76,6 +96,16 @@ class ProfiledDeviance:
 
         This is lmerTest's ``devfun_vp``: the function whose Hessian gives the
         asymptotic covariance of the variance parameters for Satterthwaite's df.
+        At the profiled sigma it equals the profiled criterion.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> from bayesmixed.likelihood.pls import ProfiledDeviance
+        >>> dev = ProfiledDeviance(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+        >>> sigma = dev.sigma(dev.evaluate([1.0]))
+        >>> round(dev.deviance_varpar([1.0, sigma]), 6)
+        319.792389
         """
         theta, sigma = np.asarray(varpar[:-1], dtype=float), float(varpar[-1])
         st = self.evaluate(theta)
@@ -87,5 +117,15 @@ class ProfiledDeviance:
         return float(dev)
 
     def sigma(self, state: PLSState) -> float:
+        """Profiled residual SD at ``state``: ``sqrt(pwrss / (n - p))`` (REML) or ``sqrt(pwrss / n)`` (ML).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> from bayesmixed.likelihood.pls import ProfiledDeviance
+        >>> dev = ProfiledDeviance(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+        >>> round(dev.sigma(dev.evaluate([1.0])), 4)
+        48.5027
+        """
         dof = self.design.n - self.design.p if self.reml else self.design.n
         return float(np.sqrt(state.pwrss / dof))

@@ -10,7 +10,20 @@ from bayesmixed.design.spec import MixedDesign
 
 
 def varcorr_frame(design: MixedDesign, covs: list[np.ndarray], sigma: float | None) -> pd.DataFrame:
-    """R's ``as.data.frame(VarCorr(fit))`` from per-term covariance matrices."""
+    """R's ``as.data.frame(VarCorr(fit))`` from per-term covariance matrices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayesmixed as bm
+    >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+    >>> varcorr_frame(d, [np.array([[4.0, 1.0], [1.0, 1.0]])], sigma=3.0)
+            grp       var1  var2  vcov  sdcor
+    0   Subject  Intercept   NaN   4.0    2.0
+    1   Subject       Days   NaN   1.0    1.0
+    2   Subject  Intercept  Days   1.0    0.5
+    3  Residual        NaN   NaN   9.0    3.0
+    """
     rows = []
     for t, C in zip(design.reterms, covs):
         sd = np.sqrt(np.clip(np.diag(C), 0, None))
@@ -33,6 +46,14 @@ class MixedFit:
     Subclasses provide ``fixef``, ``fixef_se``, ``vcov``, ``varcorr`` and the
     random effects as one vector ``_b`` (term by term, level-major) or override
     ``ranef``.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> from bayesmixed.results.base import MixedFit
+    >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+    >>> isinstance(fit, MixedFit), fit.nobs, fit.ngroups
+    (True, 180, {'Subject': 18})
     """
 
     design: MixedDesign

@@ -21,7 +21,23 @@ def _fmt(x, digits=4):
 
 @dataclass(frozen=True)
 class Summary:
-    """Printable summary of a fit (``str()`` like lme4, ``_repr_html_`` for notebooks)."""
+    """Printable summary of a fit (``str()`` like lme4, ``_repr_html_`` for notebooks).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = Summary(title="Linear mixed model fit by REML", header=["Formula: y ~ x + (1 | g)"],
+    ...             tables={"Fixed effects": pd.DataFrame({"Estimate": [1.5]}, index=["Intercept"])})
+    >>> print(s)
+    Linear mixed model fit by REML
+    Formula: y ~ x + (1 | g)
+    <BLANKLINE>
+    Fixed effects:
+               Estimate
+    Intercept       1.5
+    >>> s._repr_html_().startswith("<div><h4")
+    True
+    """
 
     title: str
     header: list[str]
@@ -58,13 +74,31 @@ class Summary:
 
 
 def signif_stars(p: float) -> str:
+    """R's significance codes: ``***`` < 0.001 < ``**`` < 0.01 < ``*`` < 0.05 < ``.`` < 0.1.
+
+    Examples
+    --------
+    >>> [signif_stars(p) for p in (1e-5, 0.004, 0.03, 0.07, 0.5)]
+    ['***', '**', '*', '.', '']
+    """
     if p is None or np.isnan(p):
         return ""
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
 
 
 def random_effects_text(varcorr: pd.DataFrame, ngroups: dict[str, int] | None = None) -> str:
-    """The 'Random effects' block of summary(lmer): Groups, Name, Variance, Std.Dev., Corr."""
+    """The 'Random effects' block of summary(lmer): Groups, Name, Variance, Std.Dev., Corr.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+    >>> print(random_effects_text(fit.varcorr))
+     Groups   Name      Variance Std.Dev. Corr
+     Subject  Intercept 612.1    24.74
+              Days      35.07    5.922      0.07
+     Residual           654.9    25.59
+    """
     lines = []
     rows = []
     for grp, sub in varcorr.groupby("grp", sort=False):

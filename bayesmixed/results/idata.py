@@ -12,6 +12,18 @@ import numpy as np
 
 
 def normal_approximation_idata(fit, draws: int = 1000, seed: int = 0):
+    """ArviZ data of ``draws`` draws from the normal approximation at a point fit's estimate.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy")).fit()
+    >>> idata = normal_approximation_idata(fit, draws=200)
+    >>> idata.posterior["beta"].shape
+    (1, 200, 2)
+    >>> bool(abs(float(idata.posterior["beta"].mean()) - fit.fixef.mean()) < 2)
+    True
+    """
     import arviz as az
 
     rng = np.random.default_rng(seed)

@@ -72,12 +72,28 @@ class LikelihoodFit(MixedFit):
     # ---- lme4 accessors ------------------------------------------------------------
     @property
     def reml(self) -> bool:
-        """True for a REML fit."""
+        """True for a REML fit.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.reml, fit.n_params, fit.df_resid
+        (True, 6, 174)
+        """
         return self.method == "reml"
 
     @cached_property
     def b(self) -> np.ndarray:
-        """All random effects as one vector, term by term and level-major (lme4's ``getME(fit, "b")``)."""
+        """All random effects as one vector, term by term and level-major (lme4's ``getME(fit, "b")``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.b.shape, fit.b[:2].round(2).tolist()
+        ((36,), [2.26, 9.2])
+        """
         return self.design.Lambda(self.theta) @ self.u
 
     def _b_vector(self) -> np.ndarray:
@@ -216,7 +232,15 @@ class LikelihoodFit(MixedFit):
 
     @property
     def deviance(self) -> float:
-        """-2 log-likelihood; for REML fits the REML criterion (as lme4's deviance() returns)."""
+        """-2 log-likelihood; for REML fits the REML criterion (as lme4's deviance() returns).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> round(fit.deviance, 2), round(fit.reml_criterion, 2)
+        (1743.63, 1743.63)
+        """
         return self.objective
 
     @property
@@ -440,7 +464,15 @@ class LikelihoodFit(MixedFit):
 
     @cached_property
     def idata(self):
-        """ArviZ data with draws from the normal approximation at the estimate."""
+        """ArviZ data with draws from the normal approximation at the estimate.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.idata.posterior["b_Subject"].shape
+        (1, 1000, 18, 2)
+        """
         from bayesmixed.results.idata import normal_approximation_idata
 
         return normal_approximation_idata(self)
