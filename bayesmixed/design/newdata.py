@@ -30,11 +30,21 @@ def _term_Xi(t, frame: pd.DataFrame) -> np.ndarray:
     if t.Xi_spec is not None:
         _check_encoders(t.Xi_spec, frame, f"random-effects term ({t.expr} | {t.group})")
         mm = _model_matrix(t.Xi_spec, frame, f"the random-effects matrix of ({t.expr} | {t.group})")
-        return mm.to_numpy(dtype=float)
+        return _float_matrix(mm)
     cols = []
     for c in t.cnames:
         cols.append(np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c))
     return np.column_stack(cols)
+
+
+def _float_matrix(df: pd.DataFrame) -> np.ndarray:
+    """float64 matrix of a model-matrix frame; missing markers (pd.NA in object columns) -> NaN."""
+    try:
+        return df.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        cols = [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                for c in df.columns]
+        return np.column_stack(cols) if cols else np.zeros((len(df), 0))
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -136,7 +146,7 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
     if design.fixed_spec is not None:
         _check_encoders(design.fixed_spec, frame, "fixed effects")
         Xfull = _model_matrix(design.fixed_spec, frame, "the fixed-effects matrix")
-        X = Xfull[list(design.fixef_names)].to_numpy(dtype=float)
+        X = _float_matrix(Xfull[list(design.fixef_names)])
     else:
         cols = [np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c)
                 for c in design.fixef_names]
