@@ -53,7 +53,6 @@ def agq_deviance(dev, state, nAGQ: int) -> float:
     t = dev.design.reterms[0]
     codes, L = t.codes, t.n_levels
     theta = state.theta
-    fam = dev.family
     sd = 1.0 / state.factor.diag_L()
     u0 = state.u
     devc0 = np.bincount(codes, weights=state.dev_resid, minlength=L) + u0**2
@@ -66,7 +65,7 @@ def agq_deviance(dev, state, nAGQ: int) -> float:
             continue
         uk = u0 + zk * sd
         eta = fixed + dev.Zmul(dev.Lambda_mul(theta, uk))
-        mu = fam.link.linkinv(eta)
-        devc = np.bincount(codes, weights=fam.dev_resids(dev.y, mu, dev.wt), minlength=L) + uk**2
+        mu = dev._glm(eta)[0]
+        devc = np.bincount(codes, weights=dev.devres(mu), minlength=L) + uk**2
         mult += wk * np.exp(-0.5 * (devc - devc0) + 0.5 * zk**2)
     return float(devc0.sum() + state.factor.ldL2 - 2.0 * np.log(mult).sum())

@@ -146,8 +146,8 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     # ---- stage 1: theta with beta (and u) from joint PIRLS (glmer nAGQ=0)
     if beta0 is not None:
         dev._beta_start = beta0
-    opt1 = minimize_bobyqa(dev.profiled, theta0, lower, ftol_rel=1e-8, xtol_abs=1e-5,
-                           initial_step=0.2)
+    # stage 1 only has to land near the optimum: loose tolerances
+    opt1 = minimize_bobyqa(dev.profiled, theta0, lower, ftol_rel=1e-6, xtol_abs=1e-3, initial_step=0.2)
     st1 = dev.pirls(opt1.x)
     theta1, beta1 = st1.theta, st1.beta
     n_eval1 = opt1.n_evals

@@ -25,10 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy import special
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import FitError
 from bayesmixed.families import Family
+
+
+_EPS = np.finfo(float).eps
+_TINY = np.finfo(float).tiny
 
 
 class ZStructure:
@@ -95,7 +100,32 @@ class ZStructure:
             self._rows21 = (uniq // self.q1).astype(np.int64)
             self._cols21 = (uniq % self.q1).astype(np.int64)
             self._indptr21 = np.searchsorted(self._rows21, np.arange(qr + 1))
-            self._dense21 = uniq.size > 0.15 * qr * self.q1
+            # P = A21 D A21' by scatter-add over the pairs of nonzeros that share a first-term
+            # level (D is block diagonal by level), unless A21 is dense enough for a matmul
+            lev = self._cols21 // k1
+            order = np.argsort(lev, kind="stable")
+            counts = np.bincount(lev, minlength=self.l1)
+            n_pairs = int(np.sum(counts.astype(np.int64) ** 2))
+            self._dense21 = (n_pairs > 0.5 * qr * self.q1 * min(qr, 64) or uniq.size > 0.3 * qr * self.q1) \
+                and qr * self.q1 <= 4_000_000
+            if self._dense21:
+                self._key21 = keys                                    # flat (qr * q1) index
+            else:
+                ptr = np.concatenate([[0], np.cumsum(counts)])
+                e1, e2 = [], []
+                for c in np.unique(counts):
+                    if c == 0:
+                        continue
+                    levels = np.flatnonzero(counts == c)
+                    ent = order[ptr[levels][:, None] + np.arange(c)]          # (nl, c) entries
+                    e1.append(np.repeat(ent, c, axis=1).ravel())
+                    e2.append(np.tile(ent, (1, c)).ravel())
+                e1 = np.concatenate(e1)
+                e2 = np.concatenate(e2)
+                self._pe1, self._pe2 = e1, e2
+                self._ptarget = self._rows21[e1] * qr + self._rows21[e2]
+                # index into D (l1, k1, k1) of each pair
+                self._pdidx = lev[e1] * k1 * k1 + (self._cols21[e1] % k1) * k1 + self._cols21[e2] % k1
             self.scalar_rest = all(t.n_cols == 1 for t in rest)
 
     # ---- Lambda products on the blocked vectors ------------------------------------
@@ -146,19 +176,19 @@ class ZStructure:
             qr = self.qr
             A22 = np.bincount(self._idx22, weights=np.repeat(w, self._kr * self._kr) * self._val22,
                               minlength=qr * qr).reshape(qr, qr)
-            a21 = np.bincount(self._inv21, weights=np.repeat(w, self._kr * k1) * self._val21,
-                              minlength=self._nnz21)
-            A21 = sp.csr_array((a21, self._cols21, self._indptr21), shape=(qr, self.q1))
-            if k1 == 1:
-                if self._dense21:
-                    Ad = A21.toarray()
-                    P = (Ad * D[:, 0, 0]) @ Ad.T
+            w21 = np.repeat(w, self._kr * k1) * self._val21
+            if self._dense21:
+                A21 = np.bincount(self._key21, weights=w21, minlength=qr * self.q1).reshape(qr, self.q1)
+                if k1 == 1:
+                    P = (A21 * D[:, 0, 0]) @ A21.T
                 else:
-                    P = (A21 @ sp.diags_array(D[:, 0, 0]) @ A21.T).toarray()
+                    A3 = A21.reshape(qr, l1, k1)
+                    P = np.einsum("rga,gab,sgb->rs", A3, D, A3, optimize=True)
             else:
-                Dblk = sp.bsr_array((D, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
-                P = (A21 @ Dblk @ A21.T)
-                P = P.toarray() if sp.issparse(P) else np.asarray(P)
+                a21 = np.bincount(self._inv21, weights=w21, minlength=self._nnz21)
+                A21 = _Scatter(a21, self._rows21, self._cols21, (qr, self.q1))
+                vals = a21[self._pe1] * a21[self._pe2] * D.ravel()[self._pdidx]
+                P = np.bincount(self._ptarget, weights=vals, minlength=qr * qr).reshape(qr, qr)
             S = A22 - P
             if self.scalar_rest:
                 sc = np.empty(qr)
@@ -176,6 +206,24 @@ class ZStructure:
         return ZFactor(self, T1, Tr, L11, L11inv, A21, L22)
 
 
+class _Scatter:
+    """A fixed-pattern sparse matrix with matmuls by bincount (no per-call sparse overhead)."""
+
+    def __init__(self, data, rows, cols, shape, transposed=False):
+        self.data, self.rows, self.cols, self.shape, self._tr = data, rows, cols, shape, transposed
+
+    @property
+    def T(self) -> "_Scatter":
+        return _Scatter(self.data, self.cols, self.rows, self.shape[::-1], not self._tr)
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        V = v[:, None] if v.ndim == 1 else v
+        out = np.empty((self.shape[0], V.shape[1]))
+        for j in range(V.shape[1]):
+            out[:, j] = np.bincount(self.rows, weights=self.data * V[self.cols, j], minlength=self.shape[0])
+        return out[:, 0] if v.ndim == 1 else out
+
+
 @dataclass
 class ZFactor:
     """L with LL' = Lambda'Z'WZ Lambda + I in blocks [[L11, 0], [L21, L22]]."""
@@ -185,7 +233,7 @@ class ZFactor:
     Tr: list
     L11: np.ndarray            # (l1, k1, k1) lower
     L11inv: np.ndarray         # (l1, k1, k1)
-    A21: sp.csr_array | None   # (qr, q1) Zr'WZ1 (L21 = Lambda_r' A21 Lambda_1 L11^{-T})
+    A21: object                # (qr, q1) Zr'WZ1, dense or CSR (L21 = Lambda_r' A21 Lambda_1 L11^{-T})
     L22: np.ndarray | None     # (qr, qr) lower
 
     @property
@@ -313,17 +361,18 @@ class LaplaceDeviance:
     (``tolPwrss=1e-7``) and 184.052573 with ``tolPwrss=1e-10``.
     """
 
-    MAXIT = 60
+    MAXIT = 100
 
     def __init__(self, design: MixedDesign, family: Family | None = None, *, utol: float = 1e-10) -> None:
         self.design = design
-        self.family = design.family if family is None else family
+        self._family = design.family if family is None else family
         self.zs = ZStructure(design)
         self.utol = utol
         d = design
         self.y, self.X, self.offset = d.y, d.X, d.offset
         self.wt = d.weights
         self.n_trials = d.trials if d.trials is not None else np.ones(d.n)
+        self._setup_response()
         self._u_start = np.zeros(d.q)
         self._beta_start = None
         self.n_theta, self.p = d.n_theta, d.p
@@ -369,14 +418,58 @@ class LaplaceDeviance:
 
     # ---- the response side -----------------------------------------------------------
     def _glm(self, eta: np.ndarray):
+        """(mu, d mu / d eta, variance) at eta; fused for the canonical binomial / poisson links."""
         fam = self.family
+        if self._fast == "logit":
+            mu = special.expit(eta)
+            np.clip(mu, _EPS, 1 - _EPS, out=mu)
+            v = mu * (1 - mu)
+            return mu, v, v
+        if self._fast == "poisson":
+            mu = np.exp(eta)
+            np.maximum(mu, _TINY, out=mu)
+            return mu, mu, mu
         mu = fam.link.linkinv(eta)
-        mu_eta = fam.link.mu_eta(eta)
-        var = fam.variance(mu)
-        return mu, mu_eta, var
+        return mu, fam.link.mu_eta(eta), fam.variance(mu)
+
+    def devres(self, mu: np.ndarray) -> np.ndarray:
+        """Unit deviances times prior weights, with the saturated part precomputed."""
+        if self._fast == "logit" or self._fast == "binomial":
+            return self._sat - 2 * self.wt * (special.xlogy(self.y, mu) + special.xlog1py(1 - self.y, -mu))
+        if self._fast == "poisson":
+            return self._sat - 2 * self.wt * (special.xlogy(self.y, mu) - mu)
+        return self.family.dev_resids(self.y, mu, self.wt)
+
+    def _setup_response(self) -> None:
+        fam, y, wt = self.family, self.y, self.wt
+        self._fast = None
+        if fam.name == "binomial":
+            self._fast = "logit" if fam.link.name == "logit" else "binomial"
+            self._sat = 2 * wt * (special.xlogy(y, y) + special.xlogy(1 - y, 1 - y))
+        elif fam.name == "poisson" and fam.link.name == "log":
+            self._fast = "poisson"
+            self._sat = 2 * wt * (special.xlogy(y, y) - y)
+        self._aic_const = None
+
+    @property
+    def family(self) -> Family:
+        return self._family
+
+    @family.setter
+    def family(self, fam: Family) -> None:
+        self._family = fam
+        if hasattr(self, "y"):
+            self._setup_response()
 
     def aic(self, mu: np.ndarray, dev_resid: np.ndarray) -> float:
-        return self.family.aic(self.y, self.n_trials, mu, self.wt, float(dev_resid.sum()))
+        """R's ``family$aic``; for binomial, poisson and negative binomial it is the deviance plus a
+        constant (-2 log-likelihood of the saturated model), computed once."""
+        fam = self.family
+        if fam.name in ("binomial", "poisson", "negativebinomial"):
+            if self._aic_const is None:
+                self._aic_const = fam.aic(self.y, self.n_trials, mu, self.wt, 0.0) - float(dev_resid.sum())
+            return float(dev_resid.sum()) + self._aic_const
+        return fam.aic(self.y, self.n_trials, mu, self.wt, float(dev_resid.sum()))
 
     # ---- PIRLS -------------------------------------------------------------------------
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None, u0: np.ndarray | None = None) -> PirlsState:
@@ -391,7 +484,7 @@ class LaplaceDeviance:
         fixed = self.X @ beta + self.offset
         eta = fixed + self.Zmul(self.Lambda_mul(theta, u))
         mu, mu_eta, var = self._glm(eta)
-        dr = fam.dev_resids(y, mu, wt)
+        dr = self.devres(mu)
         pdev = dr.sum() + u @ u
         RX = RZX = None
         it = 0
@@ -415,6 +508,15 @@ class LaplaceDeviance:
                 u_new = F.solve_Lt(F.solve_L(self.Lambda_mul(theta, self.Ztmul(w * z), trans=True)))
                 beta_new = beta
             du, db = u_new - u, beta_new - beta
+            if max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0)) < self.utol:
+                # converged: the factor just used (weights at the current mu) is final to ~utol
+                u, beta = u_new, beta_new
+                if joint:
+                    fixed = self.X @ beta + self.offset
+                eta = fixed + self.Zmul(self.Lambda_mul(theta, u))
+                mu, mu_eta, var = self._glm(eta)
+                dr = self.devres(mu)
+                break
             # step halving on the penalized deviance (lme4's pwrssUpdate)
             step = 1.0
             for _ in range(12):
@@ -422,7 +524,7 @@ class LaplaceDeviance:
                 fixed_try = self.X @ b_try + self.offset if joint else fixed
                 eta_try = fixed_try + self.Zmul(self.Lambda_mul(theta, u_try))
                 mu_try, mu_eta_try, var_try = self._glm(eta_try)
-                dr_try = fam.dev_resids(y, mu_try, wt)
+                dr_try = self.devres(mu_try)
                 pdev_try = dr_try.sum() + u_try @ u_try
                 if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-10 * abs(pdev):
                     break
@@ -435,16 +537,22 @@ class LaplaceDeviance:
                 fixed = fixed_try
             old, pdev = pdev, pdev_try
             # the criterion's log-determinant is first order in u's error, so converge on u itself
-            if change < self.utol or abs(old - pdev) <= 1e-15 * abs(pdev):
+            # (no test on the change in pdev: it is quadratic in u's error and stalls first)
+            if change < self.utol:
+                w = wt * mu_eta**2 / var
+                F = self.zs.factor(theta, w)
+                if joint:
+                    WX = w[:, None] * self.X
+                    RZX = F.solve_L(self.Lambda_mul(theta, self.Ztmul(WX), trans=True))
+                    RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
                 break
         else:
-            raise FitError(f"PIRLS did not converge in {self.MAXIT} iterations")
+            if change > 1e-6:
+                raise FitError(f"PIRLS did not converge in {self.MAXIT} iterations (last change {change:.2g})")
+            w = wt * mu_eta**2 / var                 # converged to rounding, if not to utol
+            F = self.zs.factor(theta, w)
         w = wt * mu_eta**2 / var
-        F = self.zs.factor(theta, w)
         if joint:
-            WX = w[:, None] * self.X
-            RZX = F.solve_L(self.Lambda_mul(theta, self.Ztmul(WX), trans=True))
-            RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
             self._beta_start = beta.copy()
         self._u_start = u.copy()
         return PirlsState(theta=theta, beta=beta, u=u, eta=eta, mu=mu, factor=F, dev_resid=dr, weights=w,
