@@ -37,7 +37,7 @@ def _glm_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray, fa
         return np.linalg.lstsq(X * sw[:, None], (y - offset) * sw, rcond=None)[0]
     link = family.link
     # start from the link of a shrunken mean, as glm's mustart does, to stay off the boundary
-    mu = (w * y + 0.5 * np.mean(y)) / (w + 0.5) if family.name == "binomial" else np.maximum(y, 0.1)
+    mu = (w * y + 0.5) / (w + 1.0) if family.name == "binomial" else np.maximum(y, 0.1)
     eta = link.linkfun(mu)
     beta = nan
     for _ in range(100):
@@ -45,7 +45,14 @@ def _glm_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray, fa
         W = w * d**2 / family.variance(link.linkinv(eta))
         z = eta - offset + (y - link.linkinv(eta)) / d
         sw = np.sqrt(W)
-        new = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+        if not (np.all(np.isfinite(sw)) and np.all(np.isfinite(z))):
+            return nan
+        try:
+            new = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+        except np.linalg.LinAlgError:
+            return nan
+        if np.max(np.abs(new)) > 50:          # running off to infinity: separation
+            return nan
         eta = X @ new + offset
         if np.all(np.isfinite(beta)) and np.max(np.abs(new - beta)) < 1e-9 * (1 + np.max(np.abs(new))):
             beta = new

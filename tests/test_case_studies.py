@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "case_studies").glob("[0-9][0-9]_*.py"))
-SLOW: set[str] = set()
+SLOW: set[str] = set()          # stems of notebooks that only run with --runslow
 TIMEOUT = 300          # per cell, seconds
 
 
