@@ -1,0 +1,14 @@
+"""The PyMC engine: the only package importing pymc (lazily, inside functions)."""
+
+from bayesmixed.bayes.build import build_pymc_model
+from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
+
+
+def fit_bayes(model, method: str = "nuts", **kwargs):
+    """Fit ``model`` by NUTS (``method="nuts"``) or the REML-equivalent MAP (``"map"``)."""
+    from bayesmixed.bayes.sample import fit_bayes as _fit
+
+    return _fit(model, method=method, **kwargs)
+
+
+__all__ = ["build_pymc_model", "resolve_priors", "fit_bayes", "Prior", "Priors"]

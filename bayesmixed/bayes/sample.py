@@ -1,0 +1,323 @@
+"""NUTS for the compiled model: sampler choice, compilation, diagnostics -> PosteriorFit.
+
+Samplers:
+
+- ``"nutpie"`` (``sampler="auto"`` when nutpie is installed). Two ways to give
+  nutpie the log density and its gradient:
+
+  * ``backend="c"``: PyTensor's C backend, called from nutpie through a Python
+    callback. PyTensor caches compiled C ops on disk, so compiling a model takes
+    a few seconds; every gradient pays a few tens of microseconds of Python.
+  * ``backend="numba"``: nutpie's own route, the whole density JIT-compiled by
+    numba. The fastest per gradient, but LLVM recompiles the whole density for
+    every model (nutpie's cfunc cannot be cached): 20-40 s warm on 2 cores, and
+    minutes the first time numba's own cache is empty.
+
+  ``backend="auto"`` takes the C route unless the model is large enough
+  (n x total columns above ``NUMBA_WORK``) that gradient cost dominates.
+- ``"pymc"``: PyMC's own NUTS (C backend).
+- ``"numpyro"`` / ``"blackjax"``: PyMC's JAX route (needs jax installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from bayesmixed.errors import (
+    DesignError, DivergenceWarning, LowESSWarning, RhatWarning, SamplingError, TreeDepthWarning,
+)
+
+SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "blackjax")
+BACKENDS = ("auto", "c", "numba", "jax")
+# n * (p + q-columns) above which numba's faster gradients repay its compile time
+NUMBA_WORK = 2_000_000
+
+
+def _has(mod: str) -> bool:
+    return importlib.util.find_spec(mod) is not None
+
+
+def _say(progressbar: bool, msg: str) -> None:
+    if progressbar:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def choose_backend(design, backend: str = "auto") -> str:
+    """The nutpie gradient backend used for ``design`` (``"c"`` or ``"numba"``, or ``"jax"``)."""
+    if backend not in BACKENDS:
+        raise DesignError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "jax" and not _has("jax"):
+        raise DesignError("backend='jax' needs jax: pip install jax")
+    if backend != "auto":
+        return backend
+    work = design.n * (design.p + sum(t.n_cols for t in design.reterms))
+    return "numba" if work > NUMBA_WORK else "c"
+
+
+# ---- nutpie through PyTensor's C backend --------------------------------------------------
+def _compile_nutpie_c(pm_model):
+    """A nutpie model whose log density and gradient are PyTensor C functions."""
+    import nutpie
+    import pytensor
+    from pymc.initial_point import make_initial_point_fn
+
+    vg = pm_model.logp_dlogp_function(ravel_inputs=True, mode="CVM")
+    vg.set_extra_values({})
+    value_vars = list(pm_model.value_vars)
+    ip = pm_model.initial_point()
+    shapes_in = [np.shape(ip[v.name]) for v in value_vars]
+    sizes = [int(np.prod(s)) for s in shapes_in]
+    ndim = int(sum(sizes))
+    # values to store per draw: free RVs on their own scale and the deterministics
+    outs = [pm_model[v.name] for v in pm_model.free_RVs] + list(pm_model.deterministics)
+    out_names = [o.name for o in outs]
+    repl = pm_model.replace_rvs_by_values(outs)
+    expand = pytensor.function(value_vars, repl, mode="CVM", on_unused_input="ignore")
+    out_vals = expand(*[ip[v.name] for v in value_vars])
+    out_shapes = [np.shape(o) for o in out_vals]
+    offsets = np.cumsum([0, *sizes])
+
+    def split(x):
+        return [x[offsets[i]:offsets[i + 1]].reshape(shapes_in[i]) for i in range(len(value_vars))]
+
+    # nutpie runs chains in threads and PyTensor functions own their output storage:
+    # every chain gets its own copy of the compiled functions
+    def make_logp():
+        f = vg._pytensor_function.copy()
+
+        def logp(x, **_):
+            val, grad = f(x)
+            return float(val), np.array(grad, dtype=np.float64)
+        return logp
+
+    def make_expand(seed1, seed2, chain):
+        g = expand.copy()
+
+        def ex(x, **_):
+            return {n: np.array(o, dtype=np.float64).reshape(s)
+                    for n, o, s in zip(out_names, g(*split(x)), out_shapes)}
+        return ex
+
+    init_fn = make_initial_point_fn(model=pm_model, jitter_rvs=set(pm_model.free_RVs), return_transformed=True)
+
+    def make_init(seed):
+        pt_ = init_fn(seed)
+        return np.concatenate([np.asarray(pt_[v.name], dtype=np.float64).ravel() for v in value_vars])
+
+    dims = {}
+    for n in out_names:
+        d = pm_model.named_vars_to_dims.get(n)
+        if d:
+            dims[n] = tuple(d)
+    # nutpie takes string coords; "obs" belongs to the likelihood only, never to a stored variable
+    coords = {k: [str(x) for x in v] for k, v in pm_model.coords.items() if v is not None and k != "obs"}
+    return nutpie.compiled_pyfunc.from_pyfunc(
+        ndim, make_logp, make_expand, [np.dtype("float64")] * len(out_names), out_shapes, out_names,
+        coords=coords, dims=dims, make_initial_point_fn=make_init)
+
+
+def _sample_nutpie(pm_model, design, *, draws, tune, chains, seed, progressbar, target_accept, backend,
+                   timings, **kw):
+    import nutpie
+
+    backend = choose_backend(design, backend)
+    t0 = time.perf_counter()
+    if backend == "c":
+        _say(progressbar, "bayesmixed: compiling the log density with PyTensor's C backend for nutpie ...")
+        compiled = _compile_nutpie_c(pm_model)
+    else:
+        _say(progressbar, f"bayesmixed: compiling the log density with {backend} for nutpie (numba: "
+                          "20-60 s, minutes on a cold numba cache) ...")
+        compiled = nutpie.compile_pymc_model(pm_model, backend=backend)
+    timings["compile"] = time.perf_counter() - t0
+    timings["backend"] = backend
+    t0 = time.perf_counter()
+    sampler = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                            progress_bar=progressbar, target_accept=target_accept, save_warmup=False,
+                            blocking=False, **kw)
+    try:
+        trace = sampler.wait()
+    except KeyboardInterrupt:
+        partial = None
+        try:
+            partial = sampler.abort()
+        except Exception:  # nothing usable was drawn
+            pass
+        raise SamplingError("sampling was interrupted; the draws made so far are in .partial (not a "
+                            "complete fit: do not use them for inference)", partial=partial) from None
+    except BaseException as exc:  # nutpie reports failures in a chain as a pyo3 PanicException
+        if isinstance(exc, (SystemExit, GeneratorExit)):
+            raise
+        try:
+            sampler.cancel()
+        except Exception:
+            pass
+        raise SamplingError(f"nutpie failed while sampling: {exc}") from exc
+    timings["sampling"] = time.perf_counter() - t0
+    return trace
+
+
+def _sample_pymc(pm_model, *, nuts_sampler, draws, tune, chains, seed, progressbar, target_accept, timings,
+                 **kw):
+    import pymc as pm
+
+    if nuts_sampler in ("numpyro", "blackjax") and not _has("jax"):
+        raise DesignError(f"sampler={nuts_sampler!r} runs through PyMC's JAX route and needs jax and "
+                          f"{nuts_sampler}: pip install jax {nuts_sampler}")
+    if nuts_sampler in ("numpyro", "blackjax") and not _has(nuts_sampler):
+        raise DesignError(f"sampler={nuts_sampler!r} needs the {nuts_sampler} package: pip install {nuts_sampler}")
+    t0 = time.perf_counter()
+    try:
+        idata = pm.sample(model=pm_model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                          progressbar=progressbar, nuts_sampler=nuts_sampler, target_accept=target_accept,
+                          compute_convergence_checks=False, **kw)
+    except KeyboardInterrupt:
+        raise SamplingError("sampling was interrupted; nothing complete was drawn", partial=None) from None
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
+        raise SamplingError(f"PyMC failed while sampling: {exc}") from exc
+    timings["compile+sampling"] = time.perf_counter() - t0
+    return idata
+
+
+def check_diagnostics(idata, var_names, *, chains: int, target_accept: float, maxdepth: int = 10,
+                      stacklevel: int = 3) -> dict:
+    """Warn about divergences, R-hat > 1.01, low bulk/tail ESS and saturated trees; return the counts."""
+    import arviz as az
+
+    stats = idata["sample_stats"]
+    out = {}
+    div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    out["divergences"] = div
+    if div:
+        warnings.warn(
+            f"{div} divergent transition(s) after tuning: the posterior has regions the sampler could not "
+            f"follow and estimates may be biased. Raise target_accept (now {target_accept}; try 0.95 or "
+            "0.99), and if they persist switch the parameterization (centered=True when groups carry "
+            "much data each, the default non-centred otherwise) or use more informative priors.",
+            DivergenceWarning, stacklevel=stacklevel)
+    if chains > 1:
+        rhat = az.rhat(idata, var_names=var_names)
+        mx = max(float(np.nanmax(np.asarray(rhat[v]))) for v in rhat.data_vars)
+        out["max_rhat"] = mx
+        if mx > 1.01:
+            worst = max(rhat.data_vars, key=lambda v: float(np.nanmax(np.asarray(rhat[v]))))
+            warnings.warn(f"R-hat up to {mx:.3f} (> 1.01, worst: {worst!r}): chains disagree. Run longer "
+                          "(more tune and draws), and check divergences and the priors.",
+                          RhatWarning, stacklevel=stacklevel)
+    ess = az.ess(idata, var_names=var_names, method="bulk")
+    mn = min(float(np.nanmin(np.asarray(ess[v]))) for v in ess.data_vars)
+    out["min_ess_bulk"] = mn
+    need = 100 * chains
+    if mn < need:
+        worst = min(ess.data_vars, key=lambda v: float(np.nanmin(np.asarray(ess[v]))))
+        warnings.warn(f"bulk ESS as low as {mn:.0f} (< {need} = 100 per chain, worst: {worst!r}): "
+                      "posterior means and intervals are imprecise. Draw more (draws=, tune=), or "
+                      "reparameterize (centered=True/False) if the sampler mixes slowly.",
+                      LowESSWarning, stacklevel=stacklevel)
+    depth_key = "maxdepth_reached" if "maxdepth_reached" in stats else "reached_max_treedepth"
+    if depth_key in stats:
+        frac = float(np.asarray(stats[depth_key]).mean())
+        out["treedepth_saturation"] = frac
+        if frac > 0.01:
+            warnings.warn(f"{100 * frac:.1f}% of draws hit the maximum tree depth ({maxdepth}): sampling is "
+                          "slow and may be incomplete. Usually a sign of strong posterior correlations: "
+                          "rescale predictors, switch centered=True/False, or raise maxdepth.",
+                          TreeDepthWarning, stacklevel=stacklevel)
+    return out
+
+
+def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, chains: int = 4,
+              random_seed: int | None = None, sampler: str = "auto", progressbar: bool = True,
+              target_accept: float = 0.8, centered: bool = False, backend: str = "auto", **kwargs):
+    """Fit ``model`` by NUTS (``method="nuts"``) or the REML-equivalent MAP (``method="map"``).
+
+    Parameters
+    ----------
+    model : bayesmixed.Model
+    method : {"nuts", "map"}
+    draws, tune, chains : int
+        Draws kept per chain, tuning iterations per chain, number of chains.
+    random_seed : int, optional
+        Same seed, same draws (for a given sampler and backend).
+    sampler : {"auto", "nutpie", "pymc", "numpyro", "blackjax"}
+        ``"auto"``: nutpie when installed, else PyMC's NUTS.
+    progressbar : bool
+        Progress bar, and a line saying what is compiling.
+    target_accept : float
+        NUTS target acceptance rate; raise it (0.95, 0.99) after divergences.
+    centered : bool
+        Centred random effects (default non-centred).
+    backend : {"auto", "c", "numba", "jax"}
+        How nutpie evaluates the density (see module notes); ignored by other samplers.
+    **kwargs
+        Passed to the sampler (e.g. ``maxdepth`` for nutpie).
+
+    Returns
+    -------
+    PosteriorFit
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy"))
+    >>> fit = m.fit(method="nuts", draws=200, tune=300, chains=2, random_seed=1,
+    ...             progressbar=False)  # doctest: +SKIP
+    >>> abs(fit.fixef["Days"] - 10.47) < 1  # doctest: +SKIP
+    True
+    """
+    if method == "map":
+        from bayesmixed.bayes.map import fit_map
+
+        return fit_map(model, **kwargs)
+    if method != "nuts":
+        raise DesignError(f"fit_bayes handles method='nuts' or 'map', not {method!r}")
+    if sampler not in SAMPLERS:
+        raise DesignError(f"unknown sampler {sampler!r}; valid samplers are: {', '.join(SAMPLERS)}")
+    from bayesmixed.bayes.build import build_pymc_model
+    from bayesmixed.results.posterior import PosteriorFit
+
+    design = model.design
+    priors = model.priors
+    pm_model = build_pymc_model(design, priors, centered=True) if centered else model.pymc_model
+    if sampler == "auto":
+        sampler = "nutpie" if _has("nutpie") else "pymc"
+    seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else int(random_seed)
+    timings: dict = {}
+    if sampler == "nutpie":
+        if not _has("nutpie"):
+            raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
+        trace = _sample_nutpie(pm_model, design, draws=draws, tune=tune, chains=chains, seed=seed,
+                               progressbar=progressbar, target_accept=target_accept, backend=backend,
+                               timings=timings, **kwargs)
+    else:
+        trace = _sample_pymc(pm_model, nuts_sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
+                             progressbar=progressbar, target_accept=target_accept, timings=timings, **kwargs)
+    idata = assemble_idata(trace, design)
+    fit = PosteriorFit(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
+                       settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                     target_accept=target_accept, centered=centered))
+    fit.diagnostics = check_diagnostics(idata, fit.param_names, chains=chains, target_accept=target_accept,
+                                        maxdepth=int(kwargs.get("maxdepth", 10)))
+    return fit
+
+
+def assemble_idata(trace, design):
+    """posterior + sample_stats from the sampler, plus observed_data and the pointwise log-likelihood."""
+    import xarray as xr
+
+    from bayesmixed.bayes.loglik import pointwise_loglik
+
+    post = trace["posterior"].to_dataset()
+    stats = trace["sample_stats"].to_dataset()
+    ll = pointwise_loglik(design, post)                                  # (chain, draw, obs)
+    obs = xr.DataArray(np.arange(design.n), dims="obs")
+    observed = xr.Dataset({"y": xr.DataArray(design.y, dims="obs", coords={"obs": obs})})
+    loglik = xr.Dataset({"y": xr.DataArray(ll, dims=("chain", "draw", "obs"),
+                                           coords={"chain": post["chain"], "draw": post["draw"], "obs": obs})})
+    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats, "log_likelihood": loglik,
+                                  "observed_data": observed})
