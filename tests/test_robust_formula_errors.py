@@ -60,3 +60,28 @@ def test_empty_formula():
     with pytest.raises(bm.FormulaError) as exc:
         bm.Model("", SS)
     assert "empty formula" in str(exc.value)
+
+
+# ---- property: junk formulas against real data raise only the library's own errors ------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TOKENS = ["Reaction", "Days", "Subject", "Dayz", "x", "(", ")", "|", "||", "+", "-", "*", ":", "/",
+          "~", "1", "0", "log(", "foo(", "I(", 'Q("Days")', "`Days`", ",", "^", "**", "np.", "scale(",
+          "offset(", "cbind(", "C(", " ", "2", "[", "]", "'", '"', ".", "=", "poly(", "(1 | Subject)",
+          "(Days || Subject)", "Subject:Days", "1e3", "None", "lambda", "\n"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=12),
+       st.sampled_from(["gaussian", "poisson", "binomial"]))
+def test_junk_formulas_raise_only_library_errors(tokens, family):
+    import warnings
+
+    formula = "".join(tokens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            bm.Model(formula, SS, family=family)
+        except bm.BayesMixedError as exc:
+            assert str(exc).strip(), formula           # never an empty message
