@@ -229,7 +229,7 @@ def _separation_message(dev, st, beta) -> str | None:
     """glm's 'fitted probabilities numerically 0 or 1' test plus huge coefficients."""
     if dev.family.name != "binomial":
         return None
-    eps = 10 * np.finfo(float).eps
+    eps = 1e-10
     extreme = np.mean((st.mu < eps) | (st.mu > 1 - eps))
     big = [n for n, b in zip(dev.design.fixef_names, beta) if abs(b) > 15]
     if extreme > 0 or big:

@@ -377,6 +377,7 @@ class LaplaceDeviance:
         self._beta_start = None
         self.n_theta, self.p = d.n_theta, d.p
         self.n_evals = 0
+        self.n_unconverged = 0
 
     # ---- Z products (term by term, no sparse matrix) ---------------------------------
     def Zmul(self, b: np.ndarray) -> np.ndarray:
@@ -487,7 +488,8 @@ class LaplaceDeviance:
         dr = self.devres(mu)
         pdev = dr.sum() + u @ u
         RX = RZX = None
-        it = 0
+        it = flat = 0
+        change = np.inf
         for it in range(1, self.MAXIT + 1):
             w = wt * mu_eta**2 / var
             F = self.zs.factor(theta, w)
@@ -537,8 +539,11 @@ class LaplaceDeviance:
                 fixed = fixed_try
             old, pdev = pdev, pdev_try
             # the criterion's log-determinant is first order in u's error, so converge on u itself
-            # (no test on the change in pdev: it is quadratic in u's error and stalls first)
-            if change < self.utol:
+            # (no test on the change in pdev: it is quadratic in u's error and stalls first) ...
+            flat = flat + 1 if abs(old - pdev) <= 1e-13 * abs(pdev) else 0
+            # ... except when it stays flat while the parameters drift (separation: the mode
+            # is at infinity); the fit reports that
+            if change < self.utol or flat >= 4:
                 w = wt * mu_eta**2 / var
                 F = self.zs.factor(theta, w)
                 if joint:
@@ -547,8 +552,11 @@ class LaplaceDeviance:
                     RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
                 break
         else:
-            if change > 1e-6:
+            if not np.isfinite(pdev):
                 raise FitError(f"PIRLS did not converge in {self.MAXIT} iterations (last change {change:.2g})")
+            # still decreasing after MAXIT steps: a mode at infinity (separation, all-zero
+            # groups); keep the last iterate and let the fit warn about it
+            self.n_unconverged += 1
             w = wt * mu_eta**2 / var                 # converged to rounding, if not to utol
             F = self.zs.factor(theta, w)
         w = wt * mu_eta**2 / var

@@ -314,8 +314,9 @@ class GlmmFit(LikelihoodFit):
         how = ("Laplace Approximation" if self.nAGQ == 1
                else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ}")
         title = f"Generalized linear mixed model fit by maximum likelihood ({how}) ['glmerMod']"
-        famname = {"gamma": "Gamma", "negativebinomial": f"Negative Binomial({fam.shape:.4g})"}.get(
-            fam.name, fam.name)
+        famname = {"gamma": "Gamma"}.get(fam.name, fam.name)
+        if fam.name == "negativebinomial":
+            famname = f"Negative Binomial({fam.shape:.4g})"   # glmer.nb's family name
         header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {d.parsed.formula}"]
         if d.has_user_weights:
             header.append("Weights: (prior weights)")
