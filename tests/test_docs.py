@@ -187,3 +187,19 @@ def test_getting_started_examples_are_checked() -> None:
     # The first-model page must keep runnable examples (not only pasted text).
     assert len(_markdown_doctest(DOCS / "index.md").examples) >= 8
     assert len(_markdown_doctest(DOCS / "lme4.md").examples) >= 8
+
+
+def test_hook_shows_outputs_of_executed_cells() -> None:
+    hook = _hook()
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": "251.405 10.467\n"},
+        {"output_type": "execute_result", "data": {"text/plain": "Intercept    251.405", "text/html": "<table></table>"}},
+        {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=\n", "text/plain": "<Figure>"}},
+        {"output_type": "error", "ename": "AssertionError", "evalue": "",
+         "traceback": ["\x1b[31mAssertionError\x1b[39m: numbers differ"]},
+    ]
+    md = hook._outputs_md(outputs)
+    assert md[0] == "```text\n251.405 10.467\n```"
+    assert "<table></table>" in md[1] and md[1].startswith('<div class="nb-output"')   # HTML preferred
+    assert md[2] == '<img alt="figure" src="data:image/png;base64,iVBORw0KGgo=">'     # PNG preferred
+    assert md[3] == "```text\nAssertionError: numbers differ\n```"                       # colours stripped

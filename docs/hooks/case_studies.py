@@ -1,9 +1,12 @@
 """MkDocs hook: pages for the case-study notebooks and stand-ins for pages not yet written.
 
 ``case_studies/*.py`` are jupytext (py:percent) notebooks. Each becomes a page under
-``case-studies/``: markdown cells as they are, code cells as Python blocks. Nothing is
-executed at build time (the test suite executes the notebooks; the site shows the
-code and the prose), which keeps ``mkdocs build`` fast and free of side effects.
+``case-studies/``: markdown cells as they are, code cells as Python blocks. By default
+nothing is executed at build time (the test suite executes the notebooks; the site
+shows the code and the prose), which keeps ``mkdocs build`` fast and free of side
+effects. With ``BAYESMIXED_DOCS_EXECUTE=1`` in the environment the notebooks are run
+(nbclient, as the tests run them) and their outputs, tables and figures are shown
+under each cell; that build takes as long as the notebooks do.
 
 Pages owned by other parts of the project (``priors.md``, ``troubleshooting.md``) are
 in the nav from the start; while a file is missing, a short stand-in page is generated
@@ -13,6 +16,7 @@ so that ``mkdocs build --strict`` still passes, and the build log says so.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -39,6 +43,7 @@ STAND_INS = {
 
 # [text](target) where target is relative and not a page of this site: the notebooks
 # link to files of the repository (seeds, data scripts) that the site does not contain.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(([^)\s]+)\)")
 
 
@@ -47,14 +52,63 @@ def _notebooks() -> list[Path]:
 
 
 def _cells(path: Path):
-    """(cell_type, source) pairs of a jupytext notebook, via jupytext when installed."""
+    """(cell_type, source, outputs) of a jupytext notebook, via jupytext when installed."""
     text = path.read_text(encoding="utf-8")
     try:
         import jupytext
     except ImportError:  # plain py:percent parsing: '# %%' starts code, '# %% [markdown]' prose
-        return list(_split_percent(text))
+        return [(kind, src, []) for kind, src in _split_percent(text)]
     nb = jupytext.reads(text, fmt="py:percent")
-    return [(c.cell_type, c.source) for c in nb.cells]
+    if os.environ.get("BAYESMIXED_DOCS_EXECUTE") == "1":
+        nb = _execute(nb)
+        if any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", [])):
+            # Shown on the page; a warning, so that a --strict build fails on it.
+            log.warning("case study %s raised an error when executed", path.name)
+    return [(c.cell_type, c.source, c.get("outputs", [])) for c in nb.cells]
+
+
+def _execute(nb):
+    import nbclient
+
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND")}
+    # The kernel inherits the environment: import this checkout; figures inline as PNG.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]]))
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb
+
+
+def _outputs_md(outputs) -> list[str]:
+    """Markdown for a code cell's outputs: text as text blocks, HTML tables as they are, PNGs inline."""
+    parts = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = out.get("text", "")
+            if text.strip():
+                parts.append(f"```text\n{text.rstrip()}\n```")
+        elif kind in ("execute_result", "display_data"):
+            data = out.get("data", {})
+            if "image/png" in data:
+                png = "".join(data["image/png"]).replace("\n", "")
+                parts.append(f'<img alt="figure" src="data:image/png;base64,{png}">')
+            elif "text/html" in data:
+                parts.append('<div class="nb-output" markdown="0">\n'
+                             + "".join(data["text/html"]).strip() + "\n</div>")
+            elif "text/plain" in data:
+                parts.append(f"```text\n{''.join(data['text/plain']).rstrip()}\n```")
+        elif kind == "error":
+            trace = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+            parts.append(f"```text\n{trace.rstrip()}\n```")
+    return parts
 
 
 def _split_percent(text: str):
@@ -87,7 +141,7 @@ def _fix_links(md: str) -> str:
 
 def _title(path: Path, cells) -> tuple[str, int | None]:
     """The notebook's first ``# heading`` and the index of its cell (None: from the file name)."""
-    for i, (kind, src) in enumerate(cells):
+    for i, (kind, src, _) in enumerate(cells):
         if kind == "markdown":
             for line in src.splitlines():
                 if line.startswith("# "):
@@ -103,7 +157,10 @@ def _render(path: Path) -> tuple[str, str]:
              f"    A jupytext notebook: run it as a script, or open it in Jupyter after "
              f"`jupytext --to ipynb case_studies/{path.name}`. The test suite executes it and "
              f"checks the numbers it reproduces; outputs are not stored in the file."]
-    for i, (kind, src) in enumerate(cells):
+    if any(outputs for _, _, outputs in cells):
+        parts[1] = parts[1].replace("outputs are not stored in the file.",
+                                    "the outputs below are from running it when this site was built.")
+    for i, (kind, src, outputs) in enumerate(cells):
         if kind == "markdown":
             if i == at:                              # the title is already the page heading
                 src = src.replace(f"# {title}", "", 1).strip("\n")
@@ -111,6 +168,7 @@ def _render(path: Path) -> tuple[str, str]:
                 parts.append(_fix_links(src))
         elif kind == "code" and src.strip():
             parts.append(f"```python\n{src.rstrip()}\n```")
+            parts.extend(_outputs_md(outputs))
     return title, "\n\n".join(parts) + "\n"
 
 
@@ -118,7 +176,11 @@ def _index(entries: list[tuple[str, str]]) -> str:
     lines = ["# Case studies", "",
              "Each case study reproduces a worked example with bayesmixed and says where the numbers "
              "agree with R's output and why they differ when they do. They live in `case_studies/` "
-             "as jupytext notebooks (plain `.py` files you can run, or open in Jupyter).", ""]
+             "as jupytext notebooks (plain `.py` files you can run, or open in Jupyter).",
+             "",
+             "The pages show the code and the prose. To see the outputs, tables and figures under "
+             "each cell, build the site with the notebooks executed: "
+             "`BAYESMIXED_DOCS_EXECUTE=1 mkdocs build` (a few minutes).", ""]
     if entries:
         lines += [f"- [{title}]({Path(uri).name})" for title, uri in entries]
     else:
