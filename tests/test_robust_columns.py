@@ -75,3 +75,11 @@ def test_weights_array_of_wrong_length():
     with pytest.raises(bm.DesignError) as exc:
         bm.Model("Reaction ~ Days + (1 | Subject)", SS, weights=np.ones(10))
     assert "weights= has shape (10,) but the data has 180 rows" in str(exc.value)
+
+
+def test_duplicated_column_names_refused_by_name():
+    d = SS.copy()
+    d.insert(2, "Dup", 1.0)
+    d.columns = ["Reaction", "Days", "Days", "Subject"]
+    with pytest.raises(bm.DesignError, match="column name\\(s\\) 'Days' appear more than once"):
+        bm.Model("Reaction ~ Days + (1 | Subject)", d)

@@ -95,3 +95,19 @@ def test_newdata_left_alone():
     out = fit.predict(nd, allow_new_levels=True)
     assert list(out.index) == ["a", "b"] and np.isnan(out["b"])
     pd.testing.assert_frame_equal(nd, before, check_exact=True)
+
+
+def test_glmm_leaves_arrow_backed_data_alone():
+    cbpp = bm.load_dataset("cbpp").copy()
+    cbpp["incidence"] = cbpp["incidence"].astype("int64[pyarrow]")
+    cbpp["herd"] = cbpp["herd"].astype(str).astype("string[pyarrow]")
+    cbpp.loc[0, "size"] = np.nan
+    before = cbpp.copy(deep=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.BayesMixedWarning)
+        fit = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial").fit()
+        fit.predict(cbpp.iloc[1:])
+        str(fit.summary())
+    assert fit.nobs == 55
+    pd.testing.assert_frame_equal(cbpp, before, check_exact=True)

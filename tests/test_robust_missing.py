@@ -114,3 +114,19 @@ def test_unused_columns_with_missing_values_are_ignored():
     with warnings.catch_warnings():
         warnings.simplefilter("error", bm.MissingDataWarning)
         assert bm.Model(F, d).design.n == 180
+
+
+def test_glmm_outputs_follow_kept_rows():
+    cbpp = bm.load_dataset("cbpp").copy()
+    cbpp.index = [f"h{i}" for i in range(len(cbpp))]
+    cbpp.loc["h2", "incidence"] = np.nan
+    cbpp.loc["h5", "herd"] = np.nan
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    with pytest.warns(bm.MissingDataWarning, match="dropped 2 of 56 rows"):
+        fit = bm.Model(f, cbpp, family="binomial").fit()
+    kept = cbpp.drop(index=["h2", "h5"])
+    ref = bm.Model(f, kept, family="binomial").fit()
+    assert fit.nobs == 54
+    assert_allclose(fit.fixef, ref.fixef, rtol=1e-10)
+    for series in (fit.fitted(), fit.predict(type="link")):
+        pd.testing.assert_index_equal(series.index, kept.index)

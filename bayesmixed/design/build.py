@@ -188,6 +188,11 @@ def build_design(
         raise DesignError(f"data has no rows ({len(data.columns)} columns, 0 rows): nothing to fit")
     used = [v for v in sorted(parsed.variables) if v not in formula_context()]
     check_columns(used, data)
+    if not data.columns.is_unique:   # data["x"] would be a frame: refuse by name
+        dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]} & {str(u) for u in used})
+        if dup:
+            raise DesignError(f"column name(s) {', '.join(map(repr, dup))} appear more than once in the "
+                              "data; rename or drop the duplicates")
     wname, w_in = _column_or_array(weights, data, "weights")
     oname, o_in = _column_or_array(offset, data, "offset")
 
