@@ -66,6 +66,6 @@ def agq_deviance(dev, state, nAGQ: int) -> float:
         uk = u0 + zk * sd
         eta = fixed + dev.Zmul(dev.Lambda_mul(theta, uk))
         mu = dev._glm(eta)[0]
-        devc = np.bincount(codes, weights=dev.devres(mu), minlength=L) + uk**2
+        devc = np.bincount(codes, weights=dev.devres(mu, eta), minlength=L) + uk**2
         mult += wk * np.exp(-0.5 * (devc - devc0) + 0.5 * zk**2)
     return float(devc0.sum() + state.factor.ldL2 - 2.0 * np.log(mult).sum())

@@ -143,6 +143,10 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     lower = design.lower
     nth = design.n_theta
 
+    # while optimising, modes to 1e-8 (criterion error ~1e-8); the final state and the
+    # finite-difference Hessian use 1e-10 so that second differences at step 1e-4 are clean
+    dev.utol = 1e-8
+
     # ---- stage 1: theta with beta (and u) from joint PIRLS (glmer nAGQ=0)
     if beta0 is not None:
         dev._beta_start = beta0
@@ -188,6 +192,7 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     theta, beta = pars[:nth], pars[nth:]
     theta = np.where((lower == 0) & (theta < 0), 0.0, theta)
     pars = np.concatenate([theta, beta])
+    dev.utol = 1e-10
     f_opt = objective(pars)
     st = dev.pirls(theta, beta)
     opt = OptResult(x=pars, fun=float(f_opt), n_evals=n_eval1 + opt2.n_evals, status=opt2.status,

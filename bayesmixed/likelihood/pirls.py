@@ -378,6 +378,7 @@ class LaplaceDeviance:
         self.n_theta, self.p = d.n_theta, d.p
         self.n_evals = 0
         self.n_unconverged = 0
+        self._scalar1 = len(d.reterms) == 1 and d.reterms[0].n_cols == 1
 
     # ---- Z products (term by term, no sparse matrix) ---------------------------------
     def Zmul(self, b: np.ndarray) -> np.ndarray:
@@ -433,17 +434,26 @@ class LaplaceDeviance:
         mu = fam.link.linkinv(eta)
         return mu, fam.link.mu_eta(eta), fam.variance(mu)
 
-    def devres(self, mu: np.ndarray) -> np.ndarray:
-        """Unit deviances times prior weights, with the saturated part precomputed."""
+    def devres(self, mu: np.ndarray, eta: np.ndarray | None = None) -> np.ndarray:
+        """Unit deviances times prior weights, with the saturated part precomputed.
+
+        For the canonical links the log-likelihood is written in eta, one pass:
+        logit ``y eta - log(1 + e^eta)``, poisson log ``y eta - mu``.
+        """
+        if eta is not None and self._fast == "logit":
+            return self._sat + self._2wt * (np.logaddexp(0.0, eta) - self.y * eta)
+        if eta is not None and self._fast == "poisson":
+            return self._sat + self._2wt * (mu - self.y * eta)
         if self._fast == "logit" or self._fast == "binomial":
-            return self._sat - 2 * self.wt * (special.xlogy(self.y, mu) + special.xlog1py(1 - self.y, -mu))
+            return self._sat - self._2wt * (special.xlogy(self.y, mu) + special.xlog1py(1 - self.y, -mu))
         if self._fast == "poisson":
-            return self._sat - 2 * self.wt * (special.xlogy(self.y, mu) - mu)
+            return self._sat - self._2wt * (special.xlogy(self.y, mu) - mu)
         return self.family.dev_resids(self.y, mu, self.wt)
 
     def _setup_response(self) -> None:
         fam, y, wt = self.family, self.y, self.wt
         self._fast = None
+        self._2wt = 2 * wt
         if fam.name == "binomial":
             self._fast = "logit" if fam.link.name == "logit" else "binomial"
             self._sat = 2 * wt * (special.xlogy(y, y) + special.xlogy(1 - y, 1 - y))
@@ -485,15 +495,29 @@ class LaplaceDeviance:
         fixed = self.X @ beta + self.offset
         eta = fixed + self.Zmul(self.Lambda_mul(theta, u))
         mu, mu_eta, var = self._glm(eta)
-        dr = self.devres(mu)
+        dr = self.devres(mu, eta)
         pdev = dr.sum() + u @ u
         RX = RZX = None
         it = flat = 0
         change = np.inf
+        scalar = self._scalar1 and not joint
+        if scalar:
+            t1 = self.design.reterms[0]
+            codes, x1, L1 = t1.codes, t1.Xi[:, 0], t1.n_levels
+            th = theta[0]
         for it in range(1, self.MAXIT + 1):
             w = wt * mu_eta**2 / var
-            F = self.zs.factor(theta, w)
             zres = (y - mu) / mu_eta
+            if scalar:
+                # one scalar term: Lambda'Z'WZ Lambda + I is diagonal, PIRLS is elementwise by level
+                wx = w * x1
+                M = th * th * np.bincount(codes, weights=wx * x1, minlength=L1) + 1.0
+                z = eta - fixed + zres
+                u_new = th * np.bincount(codes, weights=wx * z, minlength=L1) / M
+                beta_new = beta
+                F = None
+            else:
+                F = self.zs.factor(theta, w)
             if joint:
                 z = eta - self.offset + zres
                 wz = w * z
@@ -505,7 +529,7 @@ class LaplaceDeviance:
                 rhs = self.X.T @ wz - RZX.T @ cu
                 beta_new = sla.cho_solve((RX, False), rhs)
                 u_new = F.solve_Lt(cu - RZX @ beta_new)
-            else:
+            elif not scalar:
                 z = eta - fixed + zres
                 u_new = F.solve_Lt(F.solve_L(self.Lambda_mul(theta, self.Ztmul(w * z), trans=True)))
                 beta_new = beta
@@ -513,11 +537,13 @@ class LaplaceDeviance:
             if max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0)) < self.utol:
                 # converged: the factor just used (weights at the current mu) is final to ~utol
                 u, beta = u_new, beta_new
+                if F is None:
+                    F = self.zs.factor(theta, w)
                 if joint:
                     fixed = self.X @ beta + self.offset
                 eta = fixed + self.Zmul(self.Lambda_mul(theta, u))
                 mu, mu_eta, var = self._glm(eta)
-                dr = self.devres(mu)
+                dr = self.devres(mu, eta)
                 break
             # step halving on the penalized deviance (lme4's pwrssUpdate)
             step = 1.0
@@ -526,7 +552,7 @@ class LaplaceDeviance:
                 fixed_try = self.X @ b_try + self.offset if joint else fixed
                 eta_try = fixed_try + self.Zmul(self.Lambda_mul(theta, u_try))
                 mu_try, mu_eta_try, var_try = self._glm(eta_try)
-                dr_try = self.devres(mu_try)
+                dr_try = self.devres(mu_try, eta_try)
                 pdev_try = dr_try.sum() + u_try @ u_try
                 if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-10 * abs(pdev):
                     break
