@@ -129,3 +129,35 @@ def test_infinite_offset():
     _raises(["offset column 'o' has non-finite values [inf] at row(s) 9"], F1, d, offset="o")
     _raises(["offset(o) has non-finite values [inf] at row(s) 9"],
             "Reaction ~ Days + offset(o) + (1 | Subject)", d)
+
+
+def test_all_zero_weights():
+    _raises(["weights= array is zero for every row: nothing to fit"], F1, SS, weights=np.zeros(180))
+
+
+def test_zero_weights_drop_rows_contribution_as_lme4():
+    w = np.ones(180)
+    w[:10] = 0.0
+    fit = bm.Model(F1, SS, weights=w).fit()
+    # lme4: fixef(lmer(Reaction ~ Days + (1|Subject), sleepstudy, weights = w)), w[1:10] = 0
+    np.testing.assert_allclose(fit.fixef.to_numpy(), [251.829366, 9.802732], rtol=1e-6)
+    assert fit.nobs == 180
+
+
+def test_object_column_of_numbers_is_a_numeric_predictor():
+    d = SS.copy()
+    d["Days"] = d["Days"].astype(object)
+    m = bm.Model("Reaction ~ Days + (Days | Subject)", d)
+    assert m.design.fixef_names == ("Intercept", "Days")
+    assert m.design.reterms[0].cnames == ("Intercept", "Days")
+    fit = m.fit()
+    ref = bm.Model("Reaction ~ Days + (Days | Subject)", SS).fit()
+    np.testing.assert_allclose(fit.fixef, ref.fixef, rtol=1e-12)
+    nd = pd.DataFrame({"Days": pd.Series([1.0, 2.0], dtype=object), "Subject": ["308", "309"]})
+    np.testing.assert_allclose(fit.predict(nd), ref.predict(nd.astype({"Days": float})), rtol=1e-12)
+
+
+def test_newdata_not_a_frame():
+    fit = bm.Model(F1, SS).fit()
+    with pytest.raises(bm.DesignError, match="newdata must be a pandas DataFrame .* got ndarray"):
+        fit.predict(np.zeros((2, 2)))

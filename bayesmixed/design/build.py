@@ -37,7 +37,7 @@ _CONTROL_VALUES = {
 NA_ACTIONS = ("omit", "raise")
 
 
-def as_pandas(data: Any) -> pd.DataFrame:
+def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     """Accept pandas, polars (or anything with ``to_pandas``) or a dict of columns.
 
     The result may share memory with ``data``: callers never write into it.
@@ -62,7 +62,7 @@ def as_pandas(data: Any) -> pd.DataFrame:
             return pd.DataFrame(data)
         except ValueError as exc:
             raise DesignError(f"could not make a DataFrame from the dict of columns: {exc}") from exc
-    raise DesignError(f"data must be a pandas DataFrame (or a polars frame, or a dict of columns), "
+    raise DesignError(f"{what} must be a pandas DataFrame (or a polars frame, or a dict of columns), "
                       f"got {type(data).__name__}; wrap it with pd.DataFrame(...) and name the columns")
 
 
@@ -113,6 +113,23 @@ def _as_float(values, what: str) -> np.ndarray:
                 "with pd.to_numeric(...) first"
             )
     return np.asarray(values, dtype=float)
+
+
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal")
+
+
+def _numbers_from_objects(data: pd.DataFrame, cols) -> pd.DataFrame:
+    """Object columns holding only numbers (e.g. after a concat with None) read as float, as R would.
+
+    Returns ``data`` itself when no such column is used, else a new frame (the caller's
+    frame is never written to).
+    """
+    conv = {}
+    for c in cols:
+        s = data[c]
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in _NUMBER_KINDS:
+            conv[c] = pd.to_numeric(s, errors="coerce").astype(float)
+    return data.assign(**conv) if conv else data
 
 
 def _column_or_array(value, data: pd.DataFrame, what: str):
@@ -193,6 +210,7 @@ def build_design(
         if dup:
             raise DesignError(f"column name(s) {', '.join(map(repr, dup))} appear more than once in the "
                               "data; rename or drop the duplicates")
+    data = _numbers_from_objects(data, used)
     wname, w_in = _column_or_array(weights, data, "weights")
     oname, o_in = _column_or_array(offset, data, "offset")
 
@@ -287,6 +305,9 @@ def _bind(parsed, frame, index, rows, family, ctrl, wname, w_in, oname, o_in) ->
             raise DesignError(f"{wlabel} must be finite and non-negative; row(s) "
                               f"{_row_labels(index, bad)} have {w[bad][:3].tolist()}. Fix or drop "
                               "those rows (a weight of 0 removes a row's contribution)")
+        if not (w > 0).any():
+            raise DesignError(f"{wlabel} is zero for every row: nothing to fit; give positive weights "
+                              "to the rows that should count")
         prior_w = w
     off = np.zeros(n)
     olabel = f"offset column {oname!r}" if oname else "offset= array"

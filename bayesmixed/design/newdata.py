@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayesmixed.design.build import _close, _row_labels, as_pandas
+from bayesmixed.design.build import _close, _numbers_from_objects, _row_labels, as_pandas
 from bayesmixed.design.fixed import evaluate_expression, formula_context
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
@@ -119,7 +119,7 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
     >>> nd.X.tolist(), nd.codes[0].tolist()
     ([[1.0, 0.0], [1.0, 1.0]], [0, -1])
     """
-    frame = as_pandas(newdata)
+    frame = as_pandas(newdata, what="newdata")
     parsed = design.parsed
     response_vars = set()
     if parsed.response:
@@ -137,6 +137,7 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
                  if include_random and set(missing) <= group_vars else "")
         raise DesignError(f"newdata lacks column(s) the model uses: {hints}. newdata has columns: "
                           f"{', '.join(map(str, frame.columns))}; add them{extra}")
+    frame = _numbers_from_objects(frame, needed)
     # rows with a missing predictor predict NaN (lme4's na.pass); grouping factors apart
     pred_cols = [v for v in needed if v not in group_vars or v in _fixed_vars(design)]
     na_rows = np.zeros(len(frame), dtype=bool)
