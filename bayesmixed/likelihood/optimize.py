@@ -13,6 +13,8 @@ from bayesmixed.errors import ConvergenceWarning
 
 @dataclass
 class OptResult:
+    """What :func:`minimize_bobyqa` found: the best point, its value, evaluations, NLopt's status."""
+
     x: np.ndarray
     fun: float
     n_evals: int
@@ -30,7 +32,23 @@ NLOPT_STATUS = {
 def minimize_bobyqa(fun, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray | None = None,
                     ftol_abs: float = 0.0, xtol_abs: float = 1e-6, ftol_rel: float = 1e-12,
                     maxeval: int = 100_000, initial_step: np.ndarray | float | None = None) -> OptResult:
-    """Minimise ``fun`` with NLopt's BOBYQA under box constraints (MixedModels.jl's default)."""
+    """Minimise ``fun`` with NLopt's BOBYQA under box constraints (MixedModels.jl's default).
+
+    Returns the best point seen even when NLopt stops on a round-off error; a
+    :class:`~bayesmixed.errors.ConvergenceWarning` when ``maxeval`` is reached.
+
+    Notes
+    -----
+    lme4: ``optimizeLmer`` with ``optimizer = "nloptwrap"`` (also BOBYQA).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = minimize_bobyqa(lambda x: (x[0] - 2.0) ** 2 + (x[1] + 1.0) ** 2,
+    ...                       np.array([0.5, 0.5]), lower=np.array([0.0, 0.0]))
+    >>> res.x.round(4).tolist(), round(res.fun, 4), res.n_evals > 0
+    ([2.0, 0.0], 1.0, True)
+    """
     x0 = np.asarray(x0, dtype=float)
     k = x0.size
     best = {"f": np.inf, "x": x0.copy()}
