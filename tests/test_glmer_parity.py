@@ -194,3 +194,7 @@ def test_agq_needs_one_scalar_term():
         _model(case).fit(method="agq", nAGQ=5)
     with pytest.raises(DesignError, match="between 1 and 25"):
         _model(CASES[0]).fit(method="agq", nAGQ=30)
+    with pytest.raises(DesignError, match="needs the number of quadrature points"):
+        _model(CASES[0]).fit(method="agq")
+    with pytest.raises(DesignError, match="use method='agq'"):
+        _model(CASES[0]).fit(method="laplace", nAGQ=5)

@@ -235,3 +235,21 @@ def test_separation_warns():
         warnings.simplefilter("ignore", bm.errors.ConvergenceWarning)
         with pytest.warns(SeparationWarning, match="separated"):
             bm.Model("y ~ x + (1 | g)", d, family="binomial").fit()
+
+
+def test_gaussian_log_link_matches_glmer():
+    """glmer(y ~ x + (1|g), family=gaussian(link="log")) on this data (written to CSV with 17
+    digits and fitted with lme4 1.1-31): -2 logLik 506.76029832, fixef 0.98359639 0.39669333,
+    sdcor g 0.1983879, sigma 0.53610571, se 0.06329916 0.00850091."""
+    rng = np.random.default_rng(2)
+    n = 300
+    d = pd.DataFrame({"x": rng.normal(size=n), "g": np.repeat(np.arange(30), 10).astype(str)})
+    b = rng.normal(0, 0.3, 30)
+    d["y"] = np.exp(1 + 0.4 * d.x + b[np.repeat(np.arange(30), 10)]) + rng.normal(0, 0.5, n)
+    fit = _quiet_fit(bm.Model("y ~ x + (1 | g)", d, family="gaussian", link="log"))
+    assert -2 * fit.loglik <= 506.76029832 + 1e-6
+    assert -2 * fit.loglik == pytest.approx(506.76029832, rel=1e-6)
+    assert_allclose(fit.fixef.to_numpy(), [0.98359639, 0.39669333], atol=1e-4)
+    assert fit.varcorr["grp"].tolist() == ["g", "Residual"]
+    assert_allclose(fit.varcorr["sdcor"].to_numpy(), [0.1983879, 0.53610571], rtol=1e-3)
+    assert_allclose(fit.fixef_se.to_numpy(), [0.06329916, 0.00850091], rtol=2e-2)

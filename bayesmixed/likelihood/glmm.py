@@ -27,7 +27,7 @@ SINGULAR_TOL = 1e-4        # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3            # glmerControl(check.conv.grad = .makeCC("warning", tol = 2e-3))
 
 
-def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int = 1, start=None,
+def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None = None, start=None,
              check_conv: bool = True, optimizer_options: dict | None = None, shape: float | None = None):
     """Fit a GLMM by the Laplace approximation or adaptive Gauss-Hermite quadrature.
 
@@ -37,8 +37,9 @@ def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int = 1, sta
         From ``bm.Model(..., family=...)``.
     method : {"laplace", "agq"}
         ``"agq"`` with ``nAGQ=k`` (1 to 25) needs one scalar random-effects term.
-    nAGQ : int
-        Quadrature points; 1 is the Laplace approximation (glmer's default).
+    nAGQ : int, optional
+        Quadrature points for ``method="agq"`` (required there); 1 is the Laplace
+        approximation, glmer's default and the only value for ``method="laplace"``.
     start : dict or array, optional
         ``{"theta": ..., "beta": ...}`` or theta alone.
     check_conv : bool
@@ -67,9 +68,12 @@ def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int = 1, sta
     method = method.lower()
     if method not in ("laplace", "agq"):
         raise DesignError(f"fit_glmm fits method='laplace' or 'agq', not {method!r}")
-    nAGQ = int(nAGQ)
-    if method == "agq" and nAGQ == 1 and "nAGQ" not in (optimizer_options or {}):
-        nAGQ = 1
+    if method == "agq" and nAGQ is None:
+        raise DesignError("method='agq' needs the number of quadrature points, e.g. fit(method='agq', nAGQ=9) "
+                          "(glmer's nAGQ; 1 is the Laplace approximation)")
+    nAGQ = 1 if nAGQ is None else int(nAGQ)
+    if method == "laplace" and nAGQ != 1:
+        raise DesignError(f"method='laplace' is nAGQ=1; for nAGQ={nAGQ} use method='agq'")
     if nAGQ < 1 or nAGQ > 25:
         raise DesignError(f"nAGQ must be between 1 and 25 (as glmer), got {nAGQ}")
     if nAGQ > 1:

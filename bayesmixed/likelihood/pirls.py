@@ -440,6 +440,9 @@ class LaplaceDeviance:
         For the canonical links the log-likelihood is written in eta, one pass:
         logit ``y eta - log(1 + e^eta)``, poisson log ``y eta - mu``.
         """
+        if self._binary is not None:
+            # 0/1 response: the deviance is -2 wt log(probability of the observed value)
+            return self._2wt_neg * np.log(np.where(self._binary, mu, 1.0 - mu))
         if eta is not None and self._fast == "logit":
             return self._sat + self._2wt * (np.logaddexp(0.0, eta) - self.y * eta)
         if eta is not None and self._fast == "poisson":
@@ -454,6 +457,10 @@ class LaplaceDeviance:
         fam, y, wt = self.family, self.y, self.wt
         self._fast = None
         self._2wt = 2 * wt
+        self._2wt_neg = -2 * wt
+        self._binary = None
+        if fam.name == "binomial" and np.all((y == 0) | (y == 1)):
+            self._binary = y == 1
         if fam.name == "binomial":
             self._fast = "logit" if fam.link.name == "logit" else "binomial"
             self._sat = 2 * wt * (special.xlogy(y, y) + special.xlogy(1 - y, 1 - y))
