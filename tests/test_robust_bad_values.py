@@ -161,3 +161,34 @@ def test_newdata_not_a_frame():
     fit = bm.Model(F1, SS).fit()
     with pytest.raises(bm.DesignError, match="newdata must be a pandas DataFrame .* got ndarray"):
         fit.predict(np.zeros((2, 2)))
+
+
+def _exotic() -> pd.DataFrame:
+    d = SS.copy()
+    d["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(d["Days"], unit="D")
+    d["dur"] = pd.to_timedelta(d["Days"], unit="D")
+    d["cx"] = d["Days"] + 1j
+    d["mixed"] = pd.Series([1, "2", "n/a"] * 60, dtype=object)
+    return d
+
+
+@pytest.mark.parametrize("col, words", [
+    ("when", ["column 'when' has dtype datetime64", "cannot use as a number", ".dt.days"]),
+    ("dur", ["column 'dur' has dtype timedelta64", ".dt.days"]),
+    ("cx", ["column 'cx' holds complex numbers"]),
+])
+def test_dates_durations_and_complex_numbers_in_numeric_roles(col, words):
+    d = _exotic()
+    _raises(words, f"Reaction ~ {col} + (1 | Subject)", d)
+    _raises(words, f"{col} ~ Days + (1 | Subject)", d)
+
+
+def test_complex_weights():
+    _raises(["weights column 'cx' holds complex numbers"], F1, _exotic(), weights="cx")
+
+
+def test_dates_and_mixed_objects_as_grouping_factors_are_levels():
+    d = _exotic()
+    assert bm.Model("Reaction ~ Days + (1 | when)", d).design.reterms[0].n_levels == 10
+    t = bm.Model("Reaction ~ Days + (1 | mixed)", d).design.reterms[0]
+    assert t.levels == ("1", "2", "n/a")

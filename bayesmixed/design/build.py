@@ -103,16 +103,35 @@ def _row_labels(index: pd.Index, bad: np.ndarray, k: int = 5) -> str:
 def _as_float(values, what: str) -> np.ndarray:
     """``values`` as float64, refusing text and categories with an error naming ``what``."""
     dt = getattr(values, "dtype", None)
+    if getattr(dt, "kind", "") == "c":
+        raise DesignError(f"{what} holds complex numbers (dtype {dt}); use a real-valued column")
     if dt is not None and not pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
         ok = dt == object and pd.api.types.infer_dtype(values, skipna=True) in (
             "integer", "floating", "mixed-integer-float", "boolean", "decimal", "empty")
         if not ok:
-            sample = pd.unique(np.asarray(values, dtype=object))[:3].tolist()
+            sample = [v for v in np.asarray(values, dtype=object)[:50] if not _is_na(v)][:3]
             raise DesignError(
                 f"{what} must be numeric but has dtype {dt} (values such as {sample}); convert it "
                 "with pd.to_numeric(...) first"
             )
     return np.asarray(values, dtype=float)
+
+
+def _check_dtypes(data: pd.DataFrame, used, group_cols) -> None:
+    """Refuse complex numbers anywhere, and dates/durations/periods outside grouping factors."""
+    for c in used:
+        dt = data[c].dtype
+        kind = getattr(dt, "kind", "O")
+        if kind == "c":
+            raise DesignError(f"column {c!r} holds complex numbers (dtype {dt}); use its real part or "
+                              "modulus as a new column")
+        timelike = kind in "mM" or isinstance(dt, (pd.PeriodDtype, pd.IntervalDtype)) \
+            or str(dt).startswith(("timestamp", "duration", "date"))   # pyarrow spellings
+        if timelike and c not in group_cols:
+            raise DesignError(
+                f"column {c!r} has dtype {dt}, which a model cannot use as a number; convert it first, "
+                f"e.g. (d[{c!r}] - d[{c!r}].min()).dt.days for dates or d[{c!r}].dt.days for durations"
+            )
 
 
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal")
@@ -130,6 +149,13 @@ def _numbers_from_objects(data: pd.DataFrame, cols) -> pd.DataFrame:
         if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in _NUMBER_KINDS:
             conv[c] = pd.to_numeric(s, errors="coerce").astype(float)
     return data.assign(**conv) if conv else data
+
+
+def _is_na(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):   # lists, arrays: not a missing marker
+        return False
 
 
 def _column_or_array(value, data: pd.DataFrame, what: str):
@@ -210,6 +236,7 @@ def build_design(
         if dup:
             raise DesignError(f"column name(s) {', '.join(map(repr, dup))} appear more than once in the "
                               "data; rename or drop the duplicates")
+    _check_dtypes(data, used, {c for b in parsed.bars for c in b.group_columns})
     data = _numbers_from_objects(data, used)
     wname, w_in = _column_or_array(weights, data, "weights")
     oname, o_in = _column_or_array(offset, data, "offset")
@@ -509,7 +536,7 @@ def _reterms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int,
             raise DesignError(f"random-effects term {bar} has no columns; write (1 | {bar.group}) "
                               "for a random intercept")
         _check_finite(Xi, cnames, f"random-effects column of {bar}", index)
-        codes, levels = group_codes([frame[c] for c in bar.group_columns])
+        codes, levels = group_codes([_group_column(frame[c]) for c in bar.group_columns])
         built.append((bar, Xi, cnames, spec, codes, levels))
     # lme4 (mkReTrms): if the number of levels ever increases, order by rev(order(nlev))
     nl = [len(b[5]) for b in built]
@@ -527,6 +554,13 @@ def _reterms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int,
         terms.append(ReTerm(name=name, group=bar.group, levels=levels, cnames=cnames, codes=codes,
                             Xi=Xi, correlated=correlated, expr=bar.expr, Xi_spec=spec))
     return tuple(terms)
+
+
+def _group_column(s: pd.Series) -> pd.Series:
+    """Object columns mixing types (1, "2") cannot be sorted: read them as text, as R's factor()."""
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True).startswith("mixed"):
+        return s.map(lambda v: v if _is_na(v) else str(v))
+    return s
 
 
 def _check_levels(reterms, n: int, ctrl: dict, family: Family) -> None:
