@@ -13,6 +13,23 @@ from bayesmixed.formula import parse_formula
 METHODS = ("reml", "ml", "laplace", "agq", "nuts", "map")
 
 
+def _options(engine, kwargs: dict, method: str) -> dict:
+    """Refuse options the engine does not take, listing the ones it does (not a bare TypeError)."""
+    import inspect
+
+    params = inspect.signature(engine).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or
+             (p.default is not p.empty and n not in ("method", "reml"))]
+    bad = sorted(set(kwargs) - set(valid))
+    if bad:
+        hint = " (use method='ml' or 'reml' instead of REML=)" if "REML" in bad else ""
+        raise DesignError(f"fit(method={method!r}) got unknown option(s) {bad}{hint}; valid options "
+                          f"are: {', '.join(v for v in valid if v not in ('method', 'reml')) or 'none'}")
+    return kwargs
+
+
 class Model:
     """A mixed-effects model from an lme4-style formula.
 
@@ -138,14 +155,14 @@ class Model:
                 raise DesignError(f"method={method!r} is for gaussian models with the identity link; "
                                   f"this model is {self.family.name}({self.family.link.name}): "
                                   "use method='laplace', 'agq' or 'nuts'")
-            return fit_lmm(self.design, reml=(method == "reml"), **kwargs)
+            return fit_lmm(self.design, reml=(method == "reml"), **_options(fit_lmm, kwargs, method))
         if method in ("laplace", "agq"):
             from bayesmixed.likelihood.glmm import fit_glmm
 
-            return fit_glmm(self.design, method=method, **kwargs)
+            return fit_glmm(self.design, method=method, **_options(fit_glmm, kwargs, method))
         from bayesmixed.bayes import fit_bayes
 
-        return fit_bayes(self, method=method, **kwargs)
+        return fit_bayes(self, method=method, **_options(fit_bayes, kwargs, method))
 
     def refit(self, data: Any) -> "Model":
         """The same model on other data (used for simulation and bootstrap); R's ``update(fit, data=)``.

@@ -82,3 +82,22 @@ def test_predict_type_choices():
     fit = bm.Model(F, SS).fit()
     with pytest.raises(bm.DesignError, match="type must be 'link' or 'response', got 'resp'"):
         fit.predict(type="resp")
+
+
+def test_unknown_fit_option_lists_valid_ones():
+    m = bm.Model(F, SS)
+    with pytest.raises(bm.DesignError) as exc:
+        m.fit(REML=False)
+    msg = str(exc.value)
+    assert "fit(method='reml') got unknown option(s) ['REML']" in msg
+    assert "use method='ml'" in msg and "valid options are: start" in msg
+    with pytest.raises(bm.DesignError, match=r"got unknown option\(s\) \['draws'\]"):
+        m.fit(method="ml", draws=100)
+
+
+def test_unknown_glmm_option_lists_valid_ones():
+    cbpp = bm.load_dataset("cbpp")
+    m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
+    with pytest.raises(bm.DesignError) as exc:
+        m.fit(method="agq", nagq=5)
+    assert "got unknown option(s) ['nagq']" in str(exc.value) and "nAGQ" in str(exc.value)
