@@ -318,7 +318,7 @@ def _bind(parsed, frame, index, rows, family, ctrl, wname, w_in, oname, o_in) ->
     if dropped and rank_rule == "stop.deficient":
         raise DesignError(f"fixed-effect model matrix is rank deficient: {', '.join(dropped)} "
                           "are linear combinations of earlier columns; remove them from the formula "
-                          "(or drop control['check_rank_x'] to have them dropped with a warning)")
+                          "(or leave control['check_rank_x'] at its default to drop them with a warning)")
     if ctrl["check_scale_x"] != "ignore":
         check_scale(X, names, stop=ctrl["check_scale_x"] == "stop")
 
@@ -430,10 +430,12 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
     trials = None
     if resp.replace(" ", "").startswith("cbind("):
         if family.name != "binomial":
-            raise DesignError(f"cbind(successes, failures) responses need family='binomial', not {family.name!r}")
+            raise DesignError(f"cbind(successes, failures) responses need family='binomial', not "
+                              f"{family.name!r}; pass family='binomial'")
         parts = _split_cbind(resp)
         if len(parts) != 2:
-            raise DesignError(f"cbind() takes two columns (successes, failures), got {len(parts)} in {resp!r}")
+            raise DesignError(f"cbind() takes two columns (successes, failures), got {len(parts)} in "
+                              f"{resp!r}; write cbind(successes, trials - successes)")
         s, f = (_as_float(evaluate_expression(p, frame), f"cbind() argument {p!r}") for p in parts)
         for name, v in zip(parts, (s, f)):
             bad = ~np.isfinite(v) | (v < 0)

@@ -58,7 +58,8 @@ def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
         mm = model_matrix(f"0 + I({r_power(expr)})", data, context=formula_context(), na_action="ignore",
                           output="pandas")
     except Exception as exc:  # formulaic raises many types
-        raise DesignError(f"could not evaluate {expr!r} on the data: {exc}") from exc
+        raise DesignError(f"could not evaluate {expr!r} on the data: {exc}; check the columns and "
+                          "functions it uses (arithmetic as in Python: x ** 2, np.log(x))") from exc
     return np.asarray(mm.iloc[:, 0].to_numpy(), dtype=float)
 
 
@@ -93,7 +94,9 @@ def fixed_matrix(rhs: str, data: pd.DataFrame):
             mm = model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
                               output="pandas")
     except Exception as exc:
-        raise DesignError(f"could not build the fixed-effects matrix for '{rhs}': {exc}") from exc
+        raise DesignError(f"could not build the fixed-effects matrix for '{rhs}': {exc}; check each "
+                          "term of the fixed part (written as formulaic reads it: I(x ** 2), C(f), "
+                          "np.log(x), scale(x))") from exc
     X = np.asarray(mm.to_numpy(dtype=float))
     return X, tuple(str(c) for c in mm.columns), mm.model_spec
 
