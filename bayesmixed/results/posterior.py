@@ -261,7 +261,7 @@ class PosteriorFit(MixedFit):
                     extra = np.zeros((*b.shape[:2], 1, t.n_cols))
                     if new_levels == "population":
                         # one fresh level per distinct new label and posterior draw
-                        labels = np.asarray(_new_labels(newdata, t, c))
+                        labels = np.asarray(_new_labels(newdata, index, t, c))
                         uniq, inv = np.unique(labels, return_inverse=True)
                         extra = self._population_draws(t, len(uniq), rng)          # (C, D, U, k)
                         c = c.copy()
@@ -294,11 +294,12 @@ class PosteriorFit(MixedFit):
         return str(self.summary())
 
 
-def _new_labels(newdata, t, codes) -> list[str]:
-    """Level labels of the rows of newdata for term ``t`` (new ones kept distinct)."""
-    from bayesmixed.design.newdata import _labels
+def _new_labels(newdata, index, t, codes) -> list[str]:
+    """Labels of the unseen levels of term ``t`` in the rows ``index`` of newdata, row by row."""
     from bayesmixed.design.build import as_pandas
+    from bayesmixed.design.random import _label
 
-    frame = as_pandas(newdata)
-    labels = _labels(frame, t.group.split(":"))
+    frame = as_pandas(newdata).loc[index]
+    cols = [frame[g.strip()].to_numpy() for g in t.group.split(":")]
+    labels = [":".join(_label(v) for v in row) for row in zip(*cols)]
     return [lab for lab, c in zip(labels, codes) if c < 0]
