@@ -93,7 +93,16 @@ class MixedDesign:
 
     @cached_property
     def theta_slices(self) -> tuple[slice, ...]:
-        """Each term's slice of theta."""
+        """Each term's slice of theta.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
+        ...              bm.load_dataset("sleepstudy")).design
+        >>> d.theta_slices, d.b_slices
+        ((slice(0, 1, None), slice(1, 2, None)), (slice(0, 18, None), slice(18, 36, None)))
+        """
         out, start = [], 0
         for t in self.reterms:
             out.append(slice(start, start + t.n_theta))

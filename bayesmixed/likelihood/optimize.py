@@ -13,7 +13,15 @@ from bayesmixed.errors import ConvergenceWarning
 
 @dataclass
 class OptResult:
-    """What :func:`minimize_bobyqa` found: the best point, its value, evaluations, NLopt's status."""
+    """What :func:`minimize_bobyqa` found: the best point, its value, evaluations, NLopt's status.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = minimize_bobyqa(lambda x: float((x[0] - 1.0) ** 2), np.array([3.0]), lower=np.array([0.0]))
+    >>> res.x.round(4).tolist(), res.status in ("ftol reached", "xtol reached", "success"), res.messages
+    ([1.0], True, [])
+    """
 
     x: np.ndarray
     fun: float
