@@ -22,9 +22,9 @@ import bayesmixed
 
 OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
-# Modules whose examples would run NUTS are skipped: sampling takes minutes, and the
-# posterior engine has its own (slow-marked) tests. Their examples use MAP/"map" or
-# mock sampling where they can, so only modules that sample for real are listed.
+# Examples that run NUTS (minutes) carry ``# doctest: +SKIP`` where they are written;
+# the posterior engine has its own slow-marked tests. A module whose examples all
+# sample could be listed here instead, to skip it with a reason.
 SAMPLING_MODULES: frozenset[str] = frozenset()
 
 
