@@ -162,6 +162,7 @@ def test_negative_binomial_fixed_shape_matches_glmer_nb():
     assert_allclose(fit.fixef.to_numpy(), nb["fixef"], atol=1e-3)
     assert_allclose(fit.varcorr["sdcor"].to_numpy(), [v["sdcor"] for v in nb["varcorr"]], rtol=1e-3)
     assert_allclose(fit.fixef_se.to_numpy(), nb["fixef_se"], rtol=2e-2)
+    assert fit.n_params == nb["df_loglik"] - 1              # a fixed shape is not estimated
 
 
 # ---- response support ----------------------------------------------------------------------

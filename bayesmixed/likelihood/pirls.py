@@ -461,6 +461,8 @@ class LaplaceDeviance:
         self._binary = None
         if fam.name == "binomial" and np.all((y == 0) | (y == 1)):
             self._binary = y == 1
+        canonical = {"binomial": "logit", "poisson": "log", "gaussian": "identity", "gamma": "inverse"}
+        self._newton = canonical.get(fam.name) != fam.link.name
         if fam.name == "binomial":
             self._fast = "logit" if fam.link.name == "logit" else "binomial"
             self._sat = 2 * wt * (special.xlogy(y, y) + special.xlogy(1 - y, 1 - y))
@@ -514,7 +516,15 @@ class LaplaceDeviance:
             th = theta[0]
         for it in range(1, self.MAXIT + 1):
             w = wt * mu_eta**2 / var
-            zres = (y - mu) / mu_eta
+            if self._newton:
+                # observed information (full Newton): quadratic convergence for non-canonical links,
+                # where Fisher scoring converges only linearly; the working response keeps the
+                # score w (y - mu) / mu_eta exact, so the fixed point is the same mode
+                wN = self._observed_weights(eta, mu, mu_eta, var, w)
+                zres = w * (y - mu) / (mu_eta * wN)
+                w = wN
+            else:
+                zres = (y - mu) / mu_eta
             if scalar:
                 # one scalar term: Lambda'Z'WZ Lambda + I is diagonal, PIRLS is elementwise by level
                 wx = w * x1
@@ -544,13 +554,13 @@ class LaplaceDeviance:
             if max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0)) < self.utol:
                 # converged: the factor just used (weights at the current mu) is final to ~utol
                 u, beta = u_new, beta_new
-                if F is None:
-                    F = self.zs.factor(theta, w)
                 if joint:
                     fixed = self.X @ beta + self.offset
                 eta = fixed + self.Zmul(self.Lambda_mul(theta, u))
                 mu, mu_eta, var = self._glm(eta)
                 dr = self.devres(mu, eta)
+                if F is None or self._newton:        # the criterion needs the Fisher weights
+                    F, RX, RZX = self._final_factor(theta, mu_eta, var, joint)
                 break
             # step halving on the penalized deviance (lme4's pwrssUpdate)
             step = 1.0
@@ -577,12 +587,7 @@ class LaplaceDeviance:
             # ... except when it stays flat while the parameters drift (separation: the mode
             # is at infinity); the fit reports that
             if change < self.utol or flat >= 4:
-                w = wt * mu_eta**2 / var
-                F = self.zs.factor(theta, w)
-                if joint:
-                    WX = w[:, None] * self.X
-                    RZX = F.solve_L(self.Lambda_mul(theta, self.Ztmul(WX), trans=True))
-                    RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
+                F, RX, RZX = self._final_factor(theta, mu_eta, var, joint)
                 break
         else:
             if not np.isfinite(pdev):
@@ -590,14 +595,49 @@ class LaplaceDeviance:
             # still decreasing after MAXIT steps: a mode at infinity (separation, all-zero
             # groups); keep the last iterate and let the fit warn about it
             self.n_unconverged += 1
-            w = wt * mu_eta**2 / var                 # converged to rounding, if not to utol
-            F = self.zs.factor(theta, w)
+            F, RX, RZX = self._final_factor(theta, mu_eta, var, joint)
         w = wt * mu_eta**2 / var
         if joint:
             self._beta_start = beta.copy()
         self._u_start = u.copy()
         return PirlsState(theta=theta, beta=beta, u=u, eta=eta, mu=mu, factor=F, dev_resid=dr, weights=w,
                           iterations=it, RX=RX, RZX=RZX)
+
+    def _final_factor(self, theta, mu_eta, var, joint):
+        """Factor (and RX, RZX for the joint system) with glmer's Fisher weights at the mode."""
+        w = self.wt * mu_eta**2 / var
+        F = self.zs.factor(theta, w)
+        RX = RZX = None
+        if joint:
+            WX = w[:, None] * self.X
+            RZX = F.solve_L(self.Lambda_mul(theta, self.Ztmul(WX), trans=True))
+            RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
+        return F, RX, RZX
+
+    def _observed_weights(self, eta, mu, mu_eta, var, w):
+        """Second derivative of the half deviance in eta, floored at a fraction of Fisher's."""
+        fam = self.family
+        link = fam.link.name
+        if link == "log":
+            mu_ee = mu_eta
+        elif link == "logit":
+            mu_ee = mu_eta * (1 - 2 * mu)
+        elif link == "probit":
+            mu_ee = -eta * mu_eta
+        elif link == "cloglog":
+            mu_ee = mu_eta * (1 - np.exp(eta))
+        elif link == "inverse":
+            mu_ee = 2 / eta**3
+        elif link == "sqrt":
+            mu_ee = np.full_like(eta, 2.0)
+        else:
+            mu_ee = np.zeros_like(eta)
+        dvar = {"binomial": lambda: 1 - 2 * mu, "poisson": lambda: np.ones_like(mu),
+                "gamma": lambda: 2 * mu, "gaussian": lambda: np.zeros_like(mu),
+                "negativebinomial": lambda: 1 + 2 * mu / fam.shape}[fam.name]()
+        obs = w - self.wt * (self.y - mu) * (mu_ee / var - mu_eta**2 * dvar / var**2)
+        # where the observed information is not positive, Fisher's keeps the step a descent one
+        return np.where(obs > 1e-3 * w, obs, w)
 
     def _glm_start(self) -> np.ndarray:
         """beta from a few IRLS steps of the GLM without random effects (glm's start)."""

@@ -156,7 +156,8 @@ class GlmmFit(LikelihoodFit):
     # ---- likelihood summaries -------------------------------------------------------------
     @property
     def n_params(self) -> int:
-        extra = 1 if (self.family.has_dispersion or self.family.name == "negativebinomial") else 0
+        # a residual scale (gaussian, Gamma) or an estimated negative-binomial shape count, as in lme4
+        extra = 1 if (self.family.has_dispersion or self.shape_estimated) else 0
         return self.design.p + self.design.n_theta + extra
 
     @property
