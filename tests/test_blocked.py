@@ -26,6 +26,16 @@ from bayesmixed.likelihood._blocked import BlockedSystem
 from bayesmixed.likelihood.pls import ProfiledDeviance
 
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """One BLAS thread: the dense references are moderate LAPACK calls, and with pytest-xdist
+    workers on 2 shared cores OpenBLAS's spinning threads make them 10x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 def dense_reference(design, theta):
     """(ldL2, pwrss, beta, u, LZ LZ') from the dense augmented system."""
     w = design.weights
