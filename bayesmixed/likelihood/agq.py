@@ -58,14 +58,18 @@ def agq_deviance(dev, state, nAGQ: int) -> float:
     devc0 = np.bincount(codes, weights=state.dev_resid, minlength=L) + u0**2
     fixed = state.eta - dev.Zmul(dev.Lambda_mul(theta, u0))
     z, w = gh_rule(int(nAGQ))
-    mult = np.zeros(L)
-    for zk, wk in zip(z, w):
-        if zk == 0.0:
-            mult += wk
-            continue
-        uk = u0 + zk * sd
-        eta = fixed + dev.Zmul(dev.Lambda_mul(theta, uk))
-        mu = dev._glm(eta)[0]
-        devc = np.bincount(codes, weights=dev.devres(mu, eta), minlength=L) + uk**2
-        mult += wk * np.exp(-0.5 * (devc - devc0) + 0.5 * zk**2)
+    keep = z != 0.0                                   # the node at the mode contributes w exactly
+    zk, wk = z[keep], w[keep]
+    K = zk.size
+    mult = np.full(L, w[~keep].sum())
+    if K:
+        # all nodes at once: (n, K) linear predictors, one bincount over level x node
+        x = t.Xi[:, 0] * theta[0]
+        uk = u0[:, None] + sd[:, None] * zk[None, :]                       # (L, K)
+        eta = fixed[:, None] + x[:, None] * uk[codes]                        # (n, K)
+        mu = dev._glm(eta.ravel())[0]
+        dr = dev.devres(mu, eta.ravel(), nodes=K)                           # (n * K,)
+        idx = (codes[:, None] * K + np.arange(K)).ravel()
+        devc = np.bincount(idx, weights=dr, minlength=L * K).reshape(L, K) + uk**2
+        mult += (wk * np.exp(-0.5 * (devc - devc0[:, None]) + 0.5 * zk**2)).sum(axis=1)
     return float(devc0.sum() + state.factor.ldL2 - 2.0 * np.log(mult).sum())

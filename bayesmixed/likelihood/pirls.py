@@ -434,28 +434,42 @@ class LaplaceDeviance:
         mu = fam.link.linkinv(eta)
         return mu, fam.link.mu_eta(eta), fam.variance(mu)
 
-    def devres(self, mu: np.ndarray, eta: np.ndarray | None = None) -> np.ndarray:
+    def devres(self, mu: np.ndarray, eta: np.ndarray | None = None, nodes: int = 1) -> np.ndarray:
         """Unit deviances times prior weights, with the saturated part precomputed.
 
         For the canonical links the log-likelihood is written in eta, one pass:
-        logit ``y eta - log(1 + e^eta)``, poisson log ``y eta - mu``.
+        logit ``y eta - log(1 + e^eta)``, poisson log ``y eta - mu``. With ``nodes=K``,
+        ``mu`` and ``eta`` are (n, K) raveled row-major (every row at K quadrature nodes).
         """
-        if self._binary is not None:
+        y, wt, two_wt, neg_two_wt, binary, sat = self._response_arrays(nodes)
+        if binary is not None:
             # 0/1 response: the deviance is -2 wt log(probability of the observed value)
-            return self._2wt_neg * np.log(np.where(self._binary, mu, 1.0 - mu))
+            return neg_two_wt * np.log(np.where(binary, mu, 1.0 - mu))
         if eta is not None and self._fast == "logit":
-            return self._sat + self._2wt * (np.logaddexp(0.0, eta) - self.y * eta)
+            return sat + two_wt * (np.logaddexp(0.0, eta) - y * eta)
         if eta is not None and self._fast == "poisson":
-            return self._sat + self._2wt * (mu - self.y * eta)
+            return sat + two_wt * (mu - y * eta)
         if self._fast == "logit" or self._fast == "binomial":
-            return self._sat - self._2wt * (special.xlogy(self.y, mu) + special.xlog1py(1 - self.y, -mu))
+            return sat - two_wt * (special.xlogy(y, mu) + special.xlog1py(1 - y, -mu))
         if self._fast == "poisson":
-            return self._sat - self._2wt * (special.xlogy(self.y, mu) - mu)
-        return self.family.dev_resids(self.y, mu, self.wt)
+            return sat - two_wt * (special.xlogy(y, mu) - mu)
+        return self.family.dev_resids(y, mu, wt)
+
+    def _response_arrays(self, nodes: int):
+        if nodes == 1:
+            return self.y, self.wt, self._2wt, self._2wt_neg, self._binary, self._sat
+        if nodes not in self._rep_cache:
+            def rep(a):
+                return None if a is None else np.repeat(a, nodes)
+            self._rep_cache[nodes] = tuple(rep(a) for a in (self.y, self.wt, self._2wt, self._2wt_neg,
+                                                             self._binary, self._sat))
+        return self._rep_cache[nodes]
 
     def _setup_response(self) -> None:
         fam, y, wt = self.family, self.y, self.wt
         self._fast = None
+        self._sat = None
+        self._rep_cache: dict = {}
         self._2wt = 2 * wt
         self._2wt_neg = -2 * wt
         self._binary = None
