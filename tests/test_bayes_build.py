@@ -176,3 +176,18 @@ def test_map_equals_reml(formula, data):
 def test_map_refuses_glmm(cbpp):
     with pytest.raises(DesignError, match="gaussian"):
         cbpp.fit(method="map")
+
+
+def test_to_bambi_formula_family_and_refusal(sleep, cbpp):
+    pytest.importorskip("bambi")
+    with pytest.raises(DesignError, match="allow_uncorrelated"):
+        sleep.to_bambi()
+    m = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy"))
+    b = m.to_bambi()
+    assert str(b.formula.main).replace(" ", "") == "Reaction~Days+(1|Subject)"
+    assert b.family.name == "gaussian"
+    bb = cbpp.to_bambi()
+    assert bb.family.name == "binomial"
+    assert str(bb.formula.main).startswith("p(bm_successes__, bm_trials__)")
+    assert (bb.data["bm_trials__"] == cbpp.data["size"]).all()
+    assert (bb.data["bm_successes__"] == cbpp.data["incidence"]).all()

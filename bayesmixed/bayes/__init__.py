@@ -12,3 +12,13 @@ def fit_bayes(model, method: str = "nuts", **kwargs):
 
 
 __all__ = ["build_pymc_model", "resolve_priors", "fit_bayes", "Prior", "Priors"]
+
+
+def to_bambi(model, **kwargs):
+    """The equivalent ``bambi.Model`` (see :func:`bayesmixed.bayes.bambi.to_bambi`)."""
+    from bayesmixed.bayes.bambi import to_bambi as _to_bambi
+
+    return _to_bambi(model, **kwargs)
+
+
+__all__ += ["to_bambi"]
