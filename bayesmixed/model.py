@@ -164,6 +164,12 @@ class Model:
 
         return fit_bayes(self, method=method, **_options(fit_bayes, kwargs, method))
 
+    def to_bambi(self, **kwargs):
+        """The equivalent ``bambi.Model`` (see ``bayesmixed.bayes.to_bambi``)."""
+        from bayesmixed.bayes import to_bambi
+
+        return to_bambi(self, **kwargs)
+
     def refit(self, data: Any) -> "Model":
         """The same model on other data (used for simulation and bootstrap); R's ``update(fit, data=)``.
 
