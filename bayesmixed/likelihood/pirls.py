@@ -528,6 +528,7 @@ class LaplaceDeviance:
             t1 = self.design.reterms[0]
             codes, x1, L1 = t1.codes, t1.Xi[:, 0], t1.n_levels
             th = theta[0]
+            xth = x1 * th
         for it in range(1, self.MAXIT + 1):
             w = wt * mu_eta**2 / var
             if self._newton:
@@ -581,7 +582,7 @@ class LaplaceDeviance:
             for _ in range(12):
                 u_try, b_try = u + step * du, beta + step * db
                 fixed_try = self.X @ b_try + self.offset if joint else fixed
-                eta_try = fixed_try + self.Zmul(self.Lambda_mul(theta, u_try))
+                eta_try = fixed_try + (xth * u_try[codes] if scalar else self.Zmul(self.Lambda_mul(theta, u_try)))
                 mu_try, mu_eta_try, var_try = self._glm(eta_try)
                 dr_try = self.devres(mu_try, eta_try)
                 pdev_try = dr_try.sum() + u_try @ u_try
