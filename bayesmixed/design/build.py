@@ -117,10 +117,11 @@ def _as_float(values, what: str) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def _check_dtypes(data: pd.DataFrame, used, group_cols) -> None:
+def _check_dtypes(dtypes: dict, group_cols) -> None:
     """Refuse complex numbers anywhere, and dates/durations/periods outside grouping factors."""
-    for c in used:
-        dt = data[c].dtype
+    for c, dt in dtypes.items():
+        if isinstance(dt, np.dtype) and dt.kind in "fiub":
+            continue                    # the common case: plain numpy numbers
         kind = getattr(dt, "kind", "O")
         if kind == "c":
             raise DesignError(f"column {c!r} holds complex numbers (dtype {dt}); use its real part or "
@@ -137,14 +138,16 @@ def _check_dtypes(data: pd.DataFrame, used, group_cols) -> None:
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal")
 
 
-def _numbers_from_objects(data: pd.DataFrame, cols) -> pd.DataFrame:
+def _numbers_from_objects(data: pd.DataFrame, cols, dtypes: dict | None = None) -> pd.DataFrame:
     """Object columns holding only numbers (e.g. after a concat with None) read as float, as R would.
 
     Returns ``data`` itself when no such column is used, else a new frame (the caller's
-    frame is never written to).
+    frame is never written to). ``dtypes`` (column -> dtype) saves looking columns up.
     """
     conv = {}
     for c in cols:
+        if dtypes is not None and dtypes[c] != object:
+            continue
         s = data[c]
         if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in _NUMBER_KINDS:
             conv[c] = pd.to_numeric(s, errors="coerce").astype(float)
@@ -236,8 +239,10 @@ def build_design(
         if dup:
             raise DesignError(f"column name(s) {', '.join(map(repr, dup))} appear more than once in the "
                               "data; rename or drop the duplicates")
-    _check_dtypes(data, used, {c for b in parsed.bars for c in b.group_columns})
-    data = _numbers_from_objects(data, used)
+    all_dtypes = data.dtypes                       # one Series for all columns: cheaper than data[c]
+    dtypes = {c: all_dtypes[c] for c in used}
+    _check_dtypes(dtypes, {c for b in parsed.bars for c in b.group_columns})
+    data = _numbers_from_objects(data, used, dtypes)
     wname, w_in = _column_or_array(weights, data, "weights")
     oname, o_in = _column_or_array(offset, data, "offset")
 
@@ -246,7 +251,7 @@ def build_design(
     mask = np.ones(len(data), dtype=bool)
     bad_cols = []
     for c in dict.fromkeys(cols):
-        na = data[c].isna().to_numpy()
+        na = np.asarray(pd.isna(data[c].array))     # .array: skips building a boolean Series
         if na.any():
             bad_cols.append(f"{c} ({int(na.sum())})")
             mask &= ~na
