@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import (
-    ConvergenceWarning, DesignError, FitError, SeparationWarning, SingularFitWarning,
+    ConvergenceWarning, DesignError, SeparationWarning, SingularFitWarning,
 )
 from bayesmixed.likelihood.agq import check_agq_design
 from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 from scipy import special
 
 from bayesmixed.design.spec import MixedDesign
@@ -99,7 +98,6 @@ class ZStructure:
             self._nnz21 = uniq.size
             self._rows21 = (uniq // self.q1).astype(np.int64)
             self._cols21 = (uniq % self.q1).astype(np.int64)
-            self._indptr21 = np.searchsorted(self._rows21, np.arange(qr + 1))
             # P = A21 D A21' by scatter-add over the pairs of nonzeros that share a first-term
             # level (D is block diagonal by level), unless A21 is dense enough for a matmul
             lev = self._cols21 // k1
@@ -233,7 +231,7 @@ class ZFactor:
     Tr: list
     L11: np.ndarray            # (l1, k1, k1) lower
     L11inv: np.ndarray         # (l1, k1, k1)
-    A21: object                # (qr, q1) Zr'WZ1, dense or CSR (L21 = Lambda_r' A21 Lambda_1 L11^{-T})
+    A21: object                # (qr, q1) Zr'WZ1, dense or _Scatter; L21 = Lam_r' A21 Lam_1 L11^-T
     L22: np.ndarray | None     # (qr, qr) lower
 
     @property
@@ -288,22 +286,6 @@ class ZFactor:
         if self.L22 is not None:
             d = np.concatenate([d, np.diag(self.L22)])
         return d
-
-    def dense_L(self) -> np.ndarray:
-        """(q, q) dense L (for conditional variances at the optimum)."""
-        zs = self.zs
-        q = zs.q
-        return np.linalg.cholesky(self.dense_M()) if q else np.zeros((0, 0))
-
-    def dense_M(self) -> np.ndarray:
-        """(q, q) dense Lambda'Z'WZ Lambda + I, rebuilt from L (small q only)."""
-        zs = self.zs
-        I = np.eye(zs.q)
-        # L L' e_j column by column through the triangular solves' inverses is costly;
-        # M = L L' with L = (L^{-1})^{-1}: build L^{-1} from solves on the identity
-        Linv = self.solve_L(I)
-        Minv = Linv.T @ Linv
-        return np.linalg.inv(Minv)
 
 
 @dataclass
