@@ -26,6 +26,8 @@ def _caret_column(msg: str) -> tuple[str, int]:
     ("Reaction ~ np.lgo(Days) + (1 | Subject)", "unknown function 'lgo'", "lgo"),
     ("Reaction ~ lg(Days) + (1 | Subject)", "unknown function 'lg' (did you mean 'log'", "lg"),
     ("Reaction ~ Days + (sqr(Days) | Subject)", "unknown function 'sqr' (did you mean 'sqrt'", "sqr"),
+    ("Reaction ~ Days + (1 | `my group`)", "a grouping factor cannot be quoted: rename the column", "`"),
+    ('Reaction ~ Days + (1 | Q("my group"))', "a grouping factor cannot be quoted", "Q("),
 ])
 def test_model_shows_formula_with_caret(formula, words, token):
     with pytest.raises(bm.FormulaError) as exc:

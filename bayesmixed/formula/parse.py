@@ -306,6 +306,14 @@ def _groups(
                 src,
                 tk.start,
             )
+        if tk.kind == "bq" or (tk.text == "(" and i > lo and toks[i - 1].text == "Q"):
+            at = toks[i - 1].start if tk.kind != "bq" else tk.start
+            raise _error(
+                "a grouping factor cannot be quoted: rename the column to a plain name (letters, "
+                "digits, '_', '.'), e.g. data.rename(columns={'my group': 'my_group'})",
+                src,
+                at,
+            )
         raise _error(
             "the grouping factor must be a column name or an interaction such as "
             f"'a:b' (nested: 'a/b'), not '{tk.text}'",
