@@ -6,6 +6,19 @@ them as a group::
 
     import warnings
     warnings.simplefilter("ignore", bm.SingularFitWarning)
+
+Examples
+--------
+>>> import warnings
+>>> import bayesmixed as bm
+>>> data = bm.load_dataset("sleepstudy").assign(Days2=lambda d: 2 * d["Days"])
+>>> with warnings.catch_warnings():
+...     warnings.simplefilter("error", BayesMixedWarning)     # every library warning raises
+...     try:
+...         bm.Model("Reaction ~ Days + Days2 + (1 | Subject)", data)
+...     except RankDeficiencyWarning as w:
+...         print(type(w).__name__, issubclass(type(w), BayesMixedWarning))
+RankDeficiencyWarning True
 """
 
 from __future__ import annotations
