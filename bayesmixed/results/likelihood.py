@@ -428,7 +428,7 @@ class LikelihoodFit(MixedFit):
         q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
         scaled = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
         vc = self.varcorr
-        ng = ", ".join(f"{g}, {n}" for g, n in d.ngroups.items())
+        ng = "; ".join(f"{g}, {n}" for g, n in d.ngroups.items())   # lme4: "plate, 24; sample, 6"
         fixed = self._fixed_table()
         tables = {"Scaled residuals": scaled, "Random effects": vc, "Fixed effects": fixed}
         blocks = {"Random effects": random_effects_text(vc) +
