@@ -212,3 +212,12 @@ def test_reml_refitted_by_ml_matches_ml_fit(sleep_data):
     assert fit.deviance == pytest.approx(ref["deviance"], rel=1e-8)
     assert fit.reml_criterion is None
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-5)
+
+
+def test_summary_lists_several_groups_like_lme4():
+    fit = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.load_dataset("Penicillin")).fit()
+    text = str(fit.summary())
+    assert "Number of obs: 144, groups:  plate, 24; sample, 6" in text
+    ref = REF["penicillin_crossed_reml"]
+    row = next(line for line in text.split("Fixed effects:")[1].splitlines() if line.startswith("Intercept"))
+    assert float(row.split()[3]) == pytest.approx(ref["satterthwaite"]["df"][0], rel=1e-3)   # 5.487
