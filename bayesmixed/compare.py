@@ -62,7 +62,40 @@ def anova(*fits, refit: bool = True, **named_fits) -> pd.DataFrame:
 
 
 def compare(fits: dict, **kwargs) -> pd.DataFrame:
-    """Rank posterior fits by PSIS-LOO (ArviZ's ``compare``)."""
+    """Rank posterior fits by PSIS-LOO (ArviZ's ``compare``).
+
+    Parameters
+    ----------
+    fits : dict
+        ``{"name": fit}`` of at least two ``method="nuts"`` fits to the same data.
+    **kwargs
+        Passed to ``arviz.compare``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's table, best model first: ``rank``, ``elpd``, ``elpd_diff``, ``dse``, ``weight``...
+
+    Notes
+    -----
+    brms / loo: ``loo_compare(loo(fit1), loo(fit2))``. For likelihood fits use :func:`anova`.
+
+    Examples
+    --------
+    Sampling takes a minute or two, so this example is not run by the test suite; the
+    output is from one run.
+
+    >>> import bayesmixed as bm
+    >>> d = bm.load_dataset("sleepstudy")
+    >>> kw = dict(method="nuts", draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
+    >>> p1 = bm.Model("Reaction ~ Days + (1 | Subject)", d).fit(**kw)      # doctest: +SKIP
+    >>> p2 = bm.Model("Reaction ~ Days + (Days | Subject)", d).fit(**kw)   # doctest: +SKIP
+    >>> tab = bm.compare({"intercept": p1, "slope": p2})                   # doctest: +SKIP
+    >>> tab[["rank", "elpd", "elpd_diff", "dse"]]                          # doctest: +SKIP
+               rank   elpd  elpd_diff   dse
+    slope         0 -860.0        0.0   0.0
+    intercept     1 -890.0      -20.0  11.0
+    """
     import arviz as az
 
     if not isinstance(fits, dict) or len(fits) < 2:
