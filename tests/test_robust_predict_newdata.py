@@ -117,3 +117,20 @@ def test_integer_coded_newdata_groups_match_string_levels():
 def test_empty_newdata():
     out = FIT.predict(SS.iloc[:0])
     assert len(out) == 0
+
+
+def test_offset_argument_is_used_on_newdata():
+    d = SS.assign(o=np.linspace(-5, 5, len(SS)))
+    fit = bm.Model("Reaction ~ Days + (1 | Subject)", d, offset="o").fit()
+    assert_allclose(fit.predict(d).to_numpy(), fit.fitted().to_numpy(), rtol=1e-12)
+    nd = pd.DataFrame({"Days": [1.0, 1.0], "Subject": ["308", "308"], "o": [0.0, 10.0]})
+    out = fit.predict(nd)
+    assert_allclose(out.iloc[1] - out.iloc[0], 10.0, rtol=1e-12)
+    with pytest.raises(bm.DesignError, match="newdata lacks the offset column 'o'"):
+        fit.predict(nd.drop(columns="o"))
+
+
+def test_offset_array_cannot_predict_new_rows():
+    fit = bm.Model("Reaction ~ Days + (1 | Subject)", SS, offset=np.zeros(len(SS))).fit()
+    with pytest.raises(bm.DesignError, match="offset was given as an array .* pass offset='column'"):
+        fit.predict(SS.iloc[:3])

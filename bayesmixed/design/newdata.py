@@ -22,8 +22,16 @@ class NewDataMatrices:
     X: np.ndarray                      # (m, p); rows with a missing predictor are NaN
     codes: list[np.ndarray]            # per term (m,), -1 for a level not seen in training
     Xis: list[np.ndarray]              # per term (m, n_cols)
-    offset: np.ndarray                 # (m,)
+    offset_values: np.ndarray | None   # (m,); None when the offset cannot be known for new rows
     index: pd.Index
+    offset_error: str = ""
+
+    @property
+    def offset(self) -> np.ndarray:
+        """(m,) offset on the new rows; raises when the model's offset was a bare array."""
+        if self.offset_values is None:
+            raise DesignError(self.offset_error)
+        return self.offset_values
 
 
 def _term_Xi(t, frame: pd.DataFrame) -> np.ndarray:
@@ -156,6 +164,17 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
         X = X.copy()
         X[na_rows] = np.nan           # categorical NaN would otherwise read as the reference level
     off = np.zeros(len(frame))
+    arg = getattr(design, "offset_arg", None)
+    off_error = ""
+    if arg == "array":   # raised only when a caller needs the offset (random-effect columns do not)
+        off_error = ("the model's offset was given as an array (offset=...), which has no values "
+                     "for new rows: put it in a column and pass offset='column', or write "
+                     "offset(column) in the formula, then refit")
+    elif arg is not None:
+        if arg not in frame.columns:
+            raise DesignError(f"newdata lacks the offset column {arg!r} (the model was built with "
+                              f"offset={arg!r}); add it")
+        off = off + _numeric(frame, arg)
     for expr in parsed.offsets:
         off = off + np.asarray(evaluate_expression(expr, frame), dtype=float)
     codes, Xis = [], []
@@ -180,7 +199,8 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
                     "for point fits, a fresh draw for posterior fits)"
                 )
             codes.append(c)
-    return NewDataMatrices(X=X, codes=codes, Xis=Xis, offset=off, index=frame.index)
+    return NewDataMatrices(X=X, codes=codes, Xis=Xis, offset_values=None if off_error else off,
+                           index=frame.index, offset_error=off_error)
 
 
 def _fixed_vars(design: MixedDesign) -> set[str]:

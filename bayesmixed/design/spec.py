@@ -54,6 +54,7 @@ class MixedDesign:
     trials: np.ndarray | None = field(default=None, repr=False)  # binomial: trials per row
     prior_weights: np.ndarray | None = field(default=None, repr=False)  # user's weights
     has_user_weights: bool = False
+    offset_arg: object = field(default=None, repr=False)  # offset= as given: column name, array or None
 
     # sizes, with the JSS names
     @property
