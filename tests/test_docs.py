@@ -81,6 +81,7 @@ def test_translation_table_covers_the_lme4_vocabulary(site: Path) -> None:
                  "isSingular", "Satterthwaite", "broom.mixed::tidy", "re.form = NA", "check_nobs_vs_nlev",
                  "cbind(s, f)", "offset(log(t))", "brm(", "bambi", 'random="~1 | w/v"'):
         assert word in page, f"{word!r} not on the lme4 page"
+    assert "\\|" not in page, "an escaped pipe is shown literally (no escaping needed inside code spans)"
 
 
 def test_api_reference_renders_the_public_objects(site: Path) -> None:
