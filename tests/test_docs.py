@@ -204,3 +204,18 @@ def test_hook_shows_outputs_of_executed_cells() -> None:
     assert "<table></table>" in md[1] and md[1].startswith('<div class="nb-output"')   # HTML preferred
     assert md[2] == '<img alt="figure" src="data:image/png;base64,iVBORw0KGgo=">'     # PNG preferred
     assert md[3] == "```text\nAssertionError: numbers differ\n```"                       # colours stripped
+
+
+def test_pasted_summary_is_the_real_summary() -> None:
+    # The getting-started page pastes print(fit.summary()); its header and random-effects
+    # block (4 significant digits) must be what the library prints today.
+    import bayesmixed as bm
+
+    text = _text(DOCS / "index.md")
+    start = text.index("Linear mixed model fit by REML")
+    pasted = text[start:text.index("Number of obs", start)].splitlines()
+    fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+    real = str(fit.summary())
+    real = real[:real.index("Number of obs")].splitlines()
+    squash = lambda lines: [" ".join(line.split()) for line in lines]   # noqa: E731
+    assert squash(pasted) == squash(real)
