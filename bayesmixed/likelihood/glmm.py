@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import (
@@ -85,10 +84,23 @@ def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None =
     if fam.is_gaussian_identity:
         raise DesignError("gaussian models with the identity link are fitted by method='reml' or 'ml'")
     _check_response(design)
-    with threadpool_limits(1):
+    with single_blas_thread():
         # small dense factorizations: BLAS threads only add overhead and contention
         return _fit(design, nAGQ=nAGQ, start=start, check_conv=check_conv,
                     optimizer_options=optimizer_options or {}, shape=shape)
+
+
+_CONTROLLER = None
+
+
+def single_blas_thread():
+    """Context manager limiting BLAS to one thread (the library scan is done once, not per fit)."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 def _check_response(design: MixedDesign) -> None:

@@ -506,7 +506,8 @@ class LaplaceDeviance:
         it = flat = 0
         change = np.inf
         scalar = self._scalar1 and not joint
-        if scalar:
+        jscalar = self._scalar1 and joint
+        if scalar or jscalar:
             t1 = self.design.reterms[0]
             codes, x1, L1 = t1.codes, t1.Xi[:, 0], t1.n_levels
             th = theta[0]
@@ -530,9 +531,22 @@ class LaplaceDeviance:
                 u_new = th * np.bincount(codes, weights=wx * z, minlength=L1) / M
                 beta_new = beta
                 F = None
+            elif jscalar:
+                # joint (u, beta) with one scalar term: L is diagonal, sqrt(t^2 Z'WZ + 1)
+                wx = w * x1
+                sq = np.sqrt(th * th * np.bincount(codes, weights=wx * x1, minlength=L1) + 1.0)
+                z = eta - self.offset + zres
+                wz = w * z
+                cu = th * np.bincount(codes, weights=wx * z, minlength=L1) / sq
+                WX = w[:, None] * self.X
+                RZX = th * self.Ztmul(WX) / sq[:, None]
+                RX = np.linalg.cholesky(self.X.T @ WX - RZX.T @ RZX).T
+                beta_new = sla.cho_solve((RX, False), self.X.T @ wz - RZX.T @ cu)
+                u_new = (cu - RZX @ beta_new) / sq
+                F = None
             else:
                 F = self.zs.factor(theta, w)
-            if joint:
+            if joint and not jscalar:
                 z = eta - self.offset + zres
                 wz = w * z
                 cu = F.solve_L(self.Lambda_mul(theta, self.Ztmul(wz), trans=True))
@@ -543,7 +557,7 @@ class LaplaceDeviance:
                 rhs = self.X.T @ wz - RZX.T @ cu
                 beta_new = sla.cho_solve((RX, False), rhs)
                 u_new = F.solve_Lt(cu - RZX @ beta_new)
-            elif not scalar:
+            elif not (scalar or jscalar):
                 z = eta - fixed + zres
                 u_new = F.solve_Lt(F.solve_L(self.Lambda_mul(theta, self.Ztmul(w * z), trans=True)))
                 beta_new = beta

@@ -88,13 +88,13 @@ class GlmmFit(LikelihoodFit):
     @cached_property
     def derivs(self) -> tuple[np.ndarray, np.ndarray]:
         """Gradient and Hessian of the criterion over (theta, beta) by lme4's ``deriv12``."""
+        from bayesmixed.likelihood.glmm import single_blas_thread
         from bayesmixed.likelihood.numderiv import deriv12
-        from threadpoolctl import threadpool_limits
 
         dev = self._devfun
         u_save = dev._u_start.copy()
         try:
-            with threadpool_limits(1):
+            with single_blas_thread():
                 g, H = deriv12(self._criterion, self._pars(), f0=self.objective)
         finally:
             dev._u_start = u_save
