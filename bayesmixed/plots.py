@@ -75,7 +75,7 @@ class PoolingEstimates:
     no_pooling: pd.DataFrame        # rows = levels; NaN where a separate fit is not estimable
     partial_pooling: pd.DataFrame   # the fit's coef() columns
     complete_pooling: pd.Series     # one fit ignoring the groups
-    size: pd.Series                 # rows per level
+    size: pd.Series                 # rows per level (binomial with trials: trials per level)
 
     def table(self) -> pd.DataFrame:
         """Long-to-wide table with a (model, column) MultiIndex on the columns, plus ``n``."""
@@ -96,8 +96,11 @@ def _group_terms(design, group: str | None):
     return group, [t for t in design.reterms if t.group == group]
 
 
-def _group_sizes(terms) -> np.ndarray:
+def _group_sizes(terms, design=None) -> np.ndarray:
+    """Rows per level; for binomial responses with trials, trials per level (the information)."""
     t = terms[0]
+    if design is not None and design.family.name == "binomial" and design.trials is not None:
+        return np.bincount(t.codes, weights=design.trials, minlength=t.n_levels).round().astype(int)
     return np.bincount(t.codes, minlength=t.n_levels)
 
 
@@ -160,7 +163,7 @@ def pooling_estimates(fit, group: str | None = None) -> PoolingEstimates:
                             no_pooling=pd.DataFrame(nop, index=levels, columns=cols),
                             partial_pooling=partial.astype(float),
                             complete_pooling=cp,
-                            size=pd.Series(_group_sizes(terms), index=levels, name="n"))
+                            size=pd.Series(_group_sizes(terms, d), index=levels, name="n"))
 
 
 def population_covariance(fit, group: str, columns) -> np.ndarray:
@@ -296,7 +299,7 @@ def _shrinkage_1d(fit, est, p, other_est, other, ax, complete_pooling, labels):
     n = est.size.to_numpy()
     ypos = np.empty(len(order))
     ypos[order] = np.arange(len(order))
-    ax = _new_ax(ax, figsize=(6, max(3.0, 0.22 * len(order) + 1)))
+    ax = _new_ax(ax, figsize=(6, min(14.0, max(3.0, 0.22 * len(order) + 1))))
     s = _sizes(n)
     ok = np.isfinite(nop)
     ax.scatter(nop[ok], ypos[ok], s=s[ok], facecolors="none", edgecolors="C0", label="no pooling (separate fits)",
@@ -476,7 +479,7 @@ def plot_ranef(fit, group: str | None = None, params=None, *, kind: str = "cater
         cols = params
     if ax is None:
         nlev = terms[0].n_levels
-        height = max(3.0, 0.18 * nlev + 1) if kind == "caterpillar" else 4.0
+        height = min(14.0, max(3.0, 0.18 * nlev + 1)) if kind == "caterpillar" else 4.0
         fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), height), squeeze=False)
         axes = list(axes[0])
     else:
@@ -485,7 +488,7 @@ def plot_ranef(fit, group: str | None = None, params=None, *, kind: str = "cater
             raise DesignError(f"got {len(axes)} Axes for {len(cols)} columns ({cols})")
         fig = axes[0].figure
     what = "posterior mean, {:.0%} HDI".format(prob) if _is_posterior(fit) else "conditional mode ± 2 SD"
-    sizes = pd.Series(_group_sizes(terms), index=pd.Index(terms[0].levels))
+    sizes = pd.Series(_group_sizes(terms, d), index=pd.Index(terms[0].levels))
     est_np = pooling_estimates(fit, group) if (kind == "size" and show_no_pooling) else None
     for a, c in zip(axes, cols):
         fr = ints[c]
@@ -510,7 +513,8 @@ def plot_ranef(fit, group: str | None = None, params=None, *, kind: str = "cater
                        gid="ranef")
             a.axhline(shift, color="C1", lw=1, label="fixed effect", gid="fixef")
             a.set_xscale("log")
-            a.set_xlabel(f"rows per {group} (log scale)")
+            unit = "trials" if (d.family.name == "binomial" and d.trials is not None) else "rows"
+            a.set_xlabel(f"{unit} per {group} (log scale)")
             a.set_ylabel(f"{c} of each {group}")
             a.legend(fontsize="small")
     fig.suptitle(f"Random effects by {group} ({_method_label(fit)}: {what})", fontsize="medium")

@@ -188,6 +188,24 @@ def test_shrinkage_bad_params(reml):
         bm.plot_shrinkage(reml, group="Nope")
 
 
+def test_shrinkage_laplace_glmm():
+    """A real Laplace fit (cbpp): no pooling per herd is a binomial GLM with period as offset."""
+    cbpp = bm.load_dataset("cbpp")
+    fit = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial").fit()
+    est = pooling_estimates(fit)
+    # herd 8 has one row (period 1: incidence 12 of 34): its own intercept is logit(12/34)
+    assert est.no_pooling.loc["8", "Intercept"] == pytest.approx(special.logit(12 / 34), abs=1e-8)
+    # complete pooling = glm(cbind(incidence, size - incidence) ~ period, binomial) in R
+    assert est.complete_pooling["Intercept"] == pytest.approx(-1.2690228, abs=1e-6)
+    # point size follows the number of trials per herd
+    assert est.size.loc["8"] == 34 and est.size.sum() == cbpp["size"].sum()
+    ax = bm.plot_shrinkage(fit)
+    assert len(_arrows(ax)) == 15
+    assert "partial pooling (Laplace)" in ax.get_legend_handles_labels()[1]
+    fig = bm.plot_ranef(fit)
+    assert len(fig.axes[0].containers[0].lines[2][0].get_segments()) == 15
+
+
 # ---- plot_ranef --------------------------------------------------------------------------------
 def test_caterpillar_reml(reml):
     fig = bm.plot_ranef(reml)
@@ -359,3 +377,27 @@ def test_ppc_binomial_counts(glmm_data):
     (cont,) = ax.containers[1:]
     med = cont.lines[0].get_ydata()
     assert med[1] == pytest.approx(data["y"].sum(), rel=0.15)
+
+
+@pytest.mark.slow
+def test_plots_on_a_real_nuts_fit(sleep, reml):
+    """The same pictures from the Bayesian engine's PosteriorFit (short NUTS run)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = bm.Model("Reaction ~ Days + (Days | Subject)", sleep).fit(
+            method="nuts", draws=300, tune=300, chains=2, random_seed=3, progressbar=False)
+    ax = bm.plot_shrinkage(reml, compare=post)
+    assert len(_arrows(ax, "shrinkage-arrow-compare")) == 18
+    # posterior means of the subjects' coefficients are close to REML's conditional modes
+    part = pooling_estimates(post).partial_pooling
+    assert np.corrcoef(part["Days"], reml.coef["Subject"]["Days"])[0, 1] > 0.95
+    ints = ranef_intervals(post)
+    draws = post.idata.posterior["b_Subject"].sel(Subject__term="Days").values.reshape(-1, 18)
+    assert ints["Days"]["estimate"].to_numpy() == pytest.approx(draws.mean(0))
+    assert ((ints["Days"]["upper"] - ints["Days"]["lower"]) > 2 * reml.ranef_condsd["Subject"]["Days"]).all()
+    ax = bm.plot_ppc(post, num_samples=30)
+    assert [ln.get_gid() for ln in ax.lines].count("ppc-replicate") == 30
+    fig = bm.plot_design(post)
+    assert [len(a.lines[0].get_xdata()) for a in fig.axes] == [360, 72]
