@@ -197,7 +197,8 @@ if RUN_NUTS:
     var_e = (p["sigma"] ** 2).values.ravel()
     share = var_w / (var_w + var_e)
     lo, hi = np.quantile(share, [0.05, 0.95])
-    print(f"posterior 90% interval of lambda: ({lo:.2f}, {hi:.2f}); median of the total: {np.median(var_w + var_e):.1f}")
+    total_median = np.median(var_w + var_e)
+    print(f"posterior 90% interval of lambda: ({lo:.2f}, {hi:.2f}); median of the total: {total_median:.1f}")
     assert hi - lo > 0.5                                   # the split is not learned from the data
     assert 0.5 * 18.2083 < np.median(var_w + var_e) < 2 * 18.2083
     assert np.corrcoef(var_w, var_e)[0, 1] < 0              # trading one variance for the other
