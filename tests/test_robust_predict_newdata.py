@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +136,14 @@ def test_offset_array_cannot_predict_new_rows():
     fit = bm.Model("Reaction ~ Days + (1 | Subject)", SS, offset=np.zeros(len(SS))).fit()
     with pytest.raises(bm.DesignError, match="offset was given as an array .* pass offset='column'"):
         fit.predict(SS.iloc[:3])
+
+
+def test_newdata_categorical_with_extra_unused_categories():
+    nd = pd.DataFrame({"phase": pd.Categorical(["late", "baseline"],
+                                               categories=["recovery", "late", "baseline", "early"]),
+                       "Days": [7.0, 0.0], "Subject": ["309", "309"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no pandas/formulaic recoding warnings either
+        out = FIT2.predict(nd)
+    ref = FIT2.predict(nd.astype({"phase": str}))
+    assert_allclose(out.to_numpy(), ref.to_numpy(), rtol=1e-14)

@@ -36,7 +36,7 @@ class NewDataMatrices:
 
 def _term_Xi(t, frame: pd.DataFrame) -> np.ndarray:
     if t.Xi_spec is not None:
-        _check_encoders(t.Xi_spec, frame, f"random-effects term ({t.expr} | {t.group})")
+        frame = _check_encoders(t.Xi_spec, frame, f"random-effects term ({t.expr} | {t.group})")
         mm = _model_matrix(t.Xi_spec, frame, f"the random-effects matrix of ({t.expr} | {t.group})")
         return _float_matrix(mm)
     cols = []
@@ -73,8 +73,13 @@ def _encoder_column(key: str, frame: pd.DataFrame) -> str | None:
     return m.group(1) if m and m.group(1) in frame.columns else None
 
 
-def _check_encoders(spec, frame: pd.DataFrame, where: str) -> None:
-    """Refuse, by column and level, categorical values the fit never saw; numeric columns as text."""
+def _check_encoders(spec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Refuse, by column and level, categorical values the fit never saw; numeric columns as text.
+
+    Returns ``frame``, or a new frame whose categorical columns lost their unused categories
+    (formulaic would otherwise recode through categories the fit never had).
+    """
+    trimmed = {}
     for key, (kind, state) in getattr(spec, "encoder_state", {}).items():
         col = _encoder_column(str(key), frame)
         if col is None:
@@ -93,8 +98,11 @@ def _check_encoders(spec, frame: pd.DataFrame, where: str) -> None:
                     f"data: {shown}; the fit knows {', '.join(map(repr, list(cats)[:20]))}. A fixed "
                     "effect cannot be predicted for a new category: drop those rows or recode them"
                 )
+            if isinstance(s.dtype, pd.CategoricalDtype) and not s.cat.categories.isin(cats).all():
+                trimmed[col] = s.cat.remove_unused_categories()
         elif getattr(kind, "value", kind) == "numerical" and key == col:
             _numeric(frame, col)
+    return frame.assign(**trimmed) if trimmed else frame
 
 
 def _model_matrix(spec, frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -153,8 +161,8 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
         na_rows |= frame[v].isna().to_numpy()
     # fixed part
     if design.fixed_spec is not None:
-        _check_encoders(design.fixed_spec, frame, "fixed effects")
-        Xfull = _model_matrix(design.fixed_spec, frame, "the fixed-effects matrix")
+        frame_fixed = _check_encoders(design.fixed_spec, frame, "fixed effects")
+        Xfull = _model_matrix(design.fixed_spec, frame_fixed, "the fixed-effects matrix")
         X = _float_matrix(Xfull[list(design.fixef_names)])
     else:
         cols = [np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c)
