@@ -104,7 +104,7 @@ pbdat.describe().round(2)
 
 # %%
 gmm = bm.Model("bin ~ x1 + x2 + (1 | g1)", pbdat, family="binomial").fit()
-gmm.tidy()
+gmm.summary()
 
 # %% [markdown]
 # `glmer(bin ~ x1 + x2 + (1 | g1), family = binomial, data = pbdat)` on the same rows:
@@ -153,7 +153,7 @@ ex_2 = bm.Model("aboveAve ~ Days + (1 | Subject)", sleep, family="binomial").fit
 R_ex2 = {"fixef": [-3.4600593773, 0.7425722737], "sd": 2.819668469}
 assert np.allclose(ex_2.fixef, R_ex2["fixef"], atol=2e-4)
 assert abs(ex_2.varcorr["sdcor"].iloc[0] - R_ex2["sd"]) < 1e-3
-ex_2.tidy()
+ex_2.summary()
 
 # %% [markdown]
 # On the probability scale, each subject has its own S-curve; the population-averaged
