@@ -34,14 +34,17 @@ def cbpp():
 def test_gaussian_logp_at_a_point_equals_hand_computation(sleep):
     d = sleep.design
     pmm = build_pymc_model(d, sleep.priors)
-    assert [v.name for v in pmm.value_vars] == ["Intercept_c", "beta_slopes",
-                                                "chol_Subject_cholesky-cov-packed__", "z_Subject", "sigma_log__"]
+    assert [v.name for v in pmm.value_vars] == ["Intercept_c", "beta_slopes", "sd_Subject_log__",
+                                                "cpc_Subject_logodds__", "z_Subject", "sigma_log__"]
     rng = np.random.default_rng(3)
     z = rng.standard_normal((18, 2))
-    point = [np.array(300.0), np.array(9.5), np.array([3.2, 0.4, 1.7]), z, np.array(np.log(26.0))]
+    point = [np.array(300.0), np.array(9.5), np.log([24.0, 6.0]), np.array([0.2]), z, np.array(np.log(26.0))]
     y_logp = pmm.logp(vars=[pmm["y"]], jacobian=False)
     f = _evaluator(pmm, [y_logp, pmm["sd_Subject"], pmm["corr_Subject"], pmm["b_Subject"], pmm["beta"]])
     lp, sd, corr, b, beta = f(*point)
+    np.testing.assert_allclose(sd, [24.0, 6.0])
+    r = 2 / (1 + np.exp(-0.2)) - 1                     # the partial correlation, 2 * u - 1
+    np.testing.assert_allclose(corr, [[1, r], [r, 1]], rtol=1e-12)
     # hand computation: Lambda-free, straight from the model's definition
     cov = np.diag(sd) @ corr @ np.diag(sd)
     L = np.linalg.cholesky(cov)
@@ -105,7 +108,7 @@ def test_uncorrelated_bars_have_no_lkj():
     m = bm.Model("Reaction ~ Days + (Days || Subject)", bm.load_dataset("sleepstudy"))
     pmm = build_pymc_model(m.design)
     names = {v.name for v in pmm.free_RVs}
-    assert not any(n.startswith("chol_") for n in names)
+    assert not any(n.startswith("cpc_") for n in names)
     assert "lkj_eta" not in " ".join(m.priors.names)
 
 
@@ -143,11 +146,11 @@ def test_prior_overrides_and_validation(sleep):
         resolve_priors(sleep.design, {"Days": ("Normal", {"loc": 0})})
     with pytest.raises(DesignError, match="positive number"):
         resolve_priors(sleep.design, {"lkj_eta": -1})
-    # overrides reach the compiled model (mixed sd distributions within an LKJ term are refused)
+    # overrides reach the compiled model, also with different sd distributions in one LKJ term
     m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"),
                  priors={"sd_Subject[Days]": ("Exponential", {"lam": 0.5})})
-    with pytest.raises(DesignError, match="share one prior distribution"):
-        build_pymc_model(m.design, m.priors)
+    pmm = build_pymc_model(m.design, m.priors)
+    assert pmm["sd_Subject_1"].owner.op.__class__.__name__.startswith("Exponential")
 
 
 def test_glmm_priors_on_link_scale(cbpp):
@@ -191,3 +194,25 @@ def test_to_bambi_formula_family_and_refusal(sleep, cbpp):
     assert str(bb.formula.main).startswith("p(bm_successes__, bm_trials__)")
     assert (bb.data["bm_trials__"] == cbpp.data["size"]).all()
     assert (bb.data["bm_successes__"] == cbpp.data["incidence"]).all()
+
+
+def test_lkj_construction_k2_density_and_k3_marginals():
+    import pymc as pm
+
+    from bayesmixed.bayes.build import lkj_cholesky_corr
+
+    # k = 2: the partial correlation is the correlation, (r + 1)/2 ~ Beta(eta, eta): p(r) ~ (1 - r^2)^(eta - 1)
+    with pm.Model() as m2:
+        lkj_cholesky_corr("c", 2, 3.0)
+    u = 0.3
+    f = _evaluator(m2, [m2.logp(jacobian=False)])
+    (lp,) = f(np.array([np.log(u / (1 - u))]))
+    assert lp == pytest.approx(stats.beta.logpdf(u, 3.0, 3.0), rel=1e-12)
+    # k = 3, eta = 2: every LKJ marginal is (r + 1)/2 ~ Beta(eta - 1 + k/2), so E[r^2] = 1/(2*2.5 + 1)
+    with pm.Model():
+        L = lkj_cholesky_corr("c", 3, 2.0)
+        corr = L @ L.T
+    draws = pm.draw(corr, draws=6000, random_seed=4)
+    r2 = np.array([(draws[:, i, j] ** 2).mean() for i, j in [(1, 0), (2, 0), (2, 1)]])
+    np.testing.assert_allclose(r2, 1 / 6, atol=0.012)
+    np.testing.assert_allclose(draws[:, [0, 1, 2], [0, 1, 2]], 1.0, rtol=1e-12)

@@ -4,11 +4,7 @@ from bayesmixed.bayes.build import build_pymc_model
 from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 
 
-def fit_bayes(model, method: str = "nuts", **kwargs):
-    """Fit ``model`` by NUTS (``method="nuts"``) or the REML-equivalent MAP (``"map"``)."""
-    from bayesmixed.bayes.sample import fit_bayes as _fit
-
-    return _fit(model, method=method, **kwargs)
+from bayesmixed.bayes.sample import fit_bayes
 
 
 __all__ = ["build_pymc_model", "resolve_priors", "fit_bayes", "Prior", "Priors"]

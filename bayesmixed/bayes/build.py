@@ -7,9 +7,10 @@ Variables of the model (names are stable; ``PosteriorFit`` reads them):
   intercept at the predictors' means, as rstanarm and bambi do), which removes
   most of the posterior correlation between intercept and slopes.
 - per random-effects term ``t``: ``sd_<t>`` (dims ``<t>__term``), for correlated
-  terms ``corr_<t>`` (dims ``<t>__term``, ``<t>__term_bis``) from an LKJ Cholesky
-  covariance, and ``b_<t>`` (dims ``<group>``, ``<t>__term``), the random effects;
-  non-centred ``z_<t>`` standard normals unless ``centered=True``.
+  terms ``corr_<t>`` (dims ``<t>__term``, ``<t>__term_bis``) from an LKJ prior written
+  through its canonical partial correlations ``cpc_<t>`` (see
+  :func:`lkj_cholesky_corr`), and ``b_<t>`` (dims ``<group>``, ``<t>__term``), the
+  random effects; non-centred ``z_<t>`` standard normals unless ``centered=True``.
 - ``sigma`` / ``alpha`` / ``shape``: the family's auxiliary parameter.
 - ``y`` (dims ``obs``): the likelihood; its pointwise log density is what LOO uses.
 """
@@ -46,16 +47,42 @@ def _vector_prior(name: str, priors: list[Prior], dims):
     return pm.Deterministic(name, pt.stack(parts), dims=dims)
 
 
-def _sd_dist(term, priors: Priors):
-    """Unregistered sd distribution of a correlated term's columns (for LKJCholeskyCov)."""
-    import pymc as pm
+def lkj_cholesky_corr(name: str, k: int, eta: float):
+    """Cholesky factor of an LKJ(eta) correlation matrix from its canonical partial correlations.
 
-    ps = [priors.sd[term.name][c] for c in term.cnames]
-    if len({(p.distribution, tuple(p.args)) for p in ps}) != 1:
-        raise DesignError(f"the standard deviations of the correlated term {term.name!r} must share one "
-                          f"prior distribution (arguments may differ); got {[str(p) for p in ps]}")
-    args = {k: np.array([float(p.args[k]) for p in ps]) for k in ps[0].args}
-    return getattr(pm, ps[0].distribution).dist(**args, shape=term.n_cols)
+    C-vine construction (Lewandowski, Kurowicka & Joe 2009, Sec. 2.4): the partial
+    correlations of column j (0-based) are independent ``2 * Beta(b_j, b_j) - 1`` with
+    ``b_j = eta + (k - 2 - j) / 2``, and then the correlation matrix is LKJ(eta). The
+    factor follows Stan's ``cholesky_corr_constrain``: ``L[i, j] = z_ij * sqrt(1 -
+    sum_{m<j} L[i, m]^2)``, ``L[i, i] = sqrt(1 - sum_{m<i} L[i, m]^2)``. Written with
+    stacks of scalars rather than ``pm.LKJCholeskyCov``'s packed-triangle indexing, which
+    costs numba most of its compile time; PyMC's Beta transform supplies the Jacobian.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    rows, cols = np.tril_indices(k, -1)                      # C-vine order: column j of row i
+    beta = eta + (k - 2 - cols) / 2.0
+    u = pm.Beta(name, alpha=beta, beta=beta, shape=len(rows))
+    zc = 2.0 * u - 1.0
+    entries = {}
+    for n, (i, j) in enumerate(zip(rows, cols)):
+        left = sum((entries[(i, m)] ** 2 for m in range(j)), pt.constant(0.0))
+        entries[(i, j)] = zc[n] * pt.sqrt(1.0 - left) if j else zc[n]
+    zero, one = pt.constant(0.0), pt.constant(1.0)
+    out = []
+    for i in range(k):
+        row = []
+        for j in range(k):
+            if j < i:
+                row.append(entries[(i, j)])
+            elif j == i:
+                row.append(one if i == 0 else pt.sqrt(1.0 - sum((entries[(i, m)] ** 2 for m in range(i)),
+                                                                 pt.constant(0.0))))
+            else:
+                row.append(zero)
+        out.append(pt.stack(row))
+    return pt.stack(out)
 
 
 def linear_predictor_fixed(design, priors: Priors):
@@ -98,16 +125,15 @@ def random_effects(design, priors: Priors, *, centered: bool = False) -> list:
     for t in design.reterms:
         gdim, tdim = t.group_dim, t.term_dim
         if t.correlated and t.n_cols > 1:
-            chol, corr, sds = pm.LKJCholeskyCov(f"chol_{t.name}", n=t.n_cols, eta=priors.lkj_eta[t.name],
-                                                sd_dist=_sd_dist(t, priors), compute_corr=True,
-                                                store_in_trace=False)
-            pm.Deterministic(f"sd_{t.name}", sds, dims=tdim)
-            pm.Deterministic(f"corr_{t.name}", corr, dims=(tdim, f"{tdim}_bis"))
+            sd = _vector_prior(f"sd_{t.name}", [priors.sd[t.name][c] for c in t.cnames], dims=tdim)
+            L = lkj_cholesky_corr(f"cpc_{t.name}", t.n_cols, priors.lkj_eta[t.name])     # (k, k)
+            pm.Deterministic(f"corr_{t.name}", pt.dot(L, L.T), dims=(tdim, f"{tdim}_bis"))
             if centered:
+                chol = sd[:, None] * L
                 b = pm.MvNormal(f"b_{t.name}", mu=np.zeros(t.n_cols), chol=chol, dims=(gdim, tdim))
             else:
                 z = pm.Normal(f"z_{t.name}", 0.0, 1.0, dims=(gdim, tdim))
-                b = pm.Deterministic(f"b_{t.name}", pt.dot(z, chol.T), dims=(gdim, tdim))
+                b = pm.Deterministic(f"b_{t.name}", pt.dot(z, L.T) * sd, dims=(gdim, tdim))
         else:
             sd = _vector_prior(f"sd_{t.name}", [priors.sd[t.name][c] for c in t.cnames], dims=tdim)
             if centered:
@@ -155,10 +181,16 @@ def binomial_counts(design) -> tuple[np.ndarray, np.ndarray] | None:
     return np.round(design.y * n).astype(np.int64), n
 
 
-def likelihood(design, priors: Priors, eta) -> None:
-    """Add the observed ``y`` with the family's likelihood and link."""
+def likelihood(design, priors: Priors, eta, *, data_container: bool = False) -> None:
+    """Add the observed ``y`` with the family's likelihood and link.
+
+    ``data_container=True`` puts the observed values in ``pm.Data("y_obs")`` so that
+    a compiled model can be re-run on new responses (simulation-based calibration).
+    """
     import pymc as pm
-    import pytensor.tensor as pt
+
+    def obs(values):
+        return pm.Data("y_obs", values, dims="obs") if data_container else values
 
     fam = design.family.name
     if design.has_user_weights and fam not in ("gaussian", "binomial"):
@@ -167,33 +199,33 @@ def likelihood(design, priors: Priors, eta) -> None:
     if fam == "gaussian":
         sigma = priors.aux["sigma"].create("sigma")
         scale = sigma / np.sqrt(design.weights) if design.has_user_weights else sigma
-        pm.Normal("y", mu=_inverse_link(design, eta), sigma=scale, observed=design.y, dims="obs")
+        pm.Normal("y", mu=_inverse_link(design, eta), sigma=scale, observed=obs(design.y), dims="obs")
     elif fam == "binomial":
         counts = binomial_counts(design)
         logit = design.family.link.name == "logit"
         kw = {"logit_p": eta} if logit else {"p": _inverse_link(design, eta)}
         if counts is None:
-            pm.Bernoulli("y", **kw, observed=design.y.astype(np.int64), dims="obs")
+            pm.Bernoulli("y", **kw, observed=obs(design.y.astype(np.int64)), dims="obs")
         else:
             s, n = counts
-            pm.Binomial("y", n=n, **kw, observed=s, dims="obs")
+            pm.Binomial("y", n=n, **kw, observed=obs(s), dims="obs")
     elif fam == "poisson":
         y = design.y.astype(np.int64)
-        pm.Poisson("y", mu=_inverse_link(design, eta), observed=y, dims="obs")
+        pm.Poisson("y", mu=_inverse_link(design, eta), observed=obs(y), dims="obs")
     elif fam == "negativebinomial":
         alpha = priors.aux["alpha"].create("alpha")
         pm.NegativeBinomial("y", mu=_inverse_link(design, eta), alpha=alpha,
-                            observed=design.y.astype(np.int64), dims="obs")
+                            observed=obs(design.y.astype(np.int64)), dims="obs")
     elif fam == "gamma":
         shape = priors.aux["shape"].create("shape")
         mu = _inverse_link(design, eta)
-        pm.Gamma("y", alpha=shape, beta=shape / mu, observed=design.y, dims="obs")
+        pm.Gamma("y", alpha=shape, beta=shape / mu, observed=obs(design.y), dims="obs")
     else:
         raise DesignError(f"family {fam!r} is not supported by the PyMC engine")
-    del pt
 
 
-def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = False):
+def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = False,
+                     data_container: bool = False):
     """Compile a :class:`MixedDesign` into a ``pymc.Model`` with named coords.
 
     ``(x | g)`` terms get a correlated intercept and slope (``pm.LKJCholeskyCov``),
@@ -209,6 +241,8 @@ def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = F
     centered : bool
         Sample the random effects themselves instead of standardised ones
         (better when groups carry a lot of data each).
+    data_container : bool
+        Observed values in ``pm.Data("y_obs")`` (swap responses without recompiling).
 
     Returns
     -------
@@ -231,5 +265,5 @@ def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = F
         eta = linear_predictor_fixed(design, priors)
         for c in random_effects(design, priors, centered=centered):
             eta = eta + c
-        likelihood(design, priors, eta)
+        likelihood(design, priors, eta, data_container=data_container)
     return model
