@@ -56,14 +56,13 @@ def test_gaussian_only_method_on_other_family():
 
 
 
-@pytest.mark.xfail(strict=False, reason="the Bayesian engine (bayesmixed/bayes) is being written: "
-                   "fit(method='nuts') must validate sampler= before sampling")
 def test_unknown_sampler_lists_samplers():
     m = bm.Model(F, SS)
     with pytest.raises(bm.BayesMixedError) as exc:
         m.fit(method="nuts", sampler="stann", draws=5, tune=5, chains=1, progressbar=False)
     msg = str(exc.value)
-    assert "'stann'" in msg and "auto" in msg and "pymc" in msg
+    assert isinstance(exc.value, bm.DesignError)
+    assert "unknown sampler 'stann'; valid samplers are: auto" in msg and "pymc" in msg
 
 
 def test_unknown_prior_name_lists_valid_names():
