@@ -11,6 +11,7 @@ numbers behind :func:`plot_shrinkage` are available as a table from
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ from scipy import stats
 from bayesmixed.errors import DesignError, FitError
 
 POSTERIOR_METHODS = ("nuts",)
+# per-level refits are the slow part of a shrinkage picture: compute them once per fit
+_POOLING_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,6 +38,8 @@ def _glm_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray, fa
     if family.is_gaussian_identity:
         sw = np.sqrt(w)
         return np.linalg.lstsq(X * sw[:, None], (y - offset) * sw, rcond=None)[0]
+    if family.name == "binomial" and (np.all(y <= 0) or np.all(y >= 1)):
+        return nan                                # all failures or all successes: MLE at infinity
     link = family.link
     # start from the link of a shrunken mean, as glm's mustart does, to stay off the boundary
     mu = (w * y + 0.5) / (w + 1.0) if family.name == "binomial" else np.maximum(y, 0.1)
@@ -141,6 +146,12 @@ def pooling_estimates(fit, group: str | None = None) -> PoolingEstimates:
     """
     d = fit.design
     group, terms = _group_terms(d, group)
+    try:
+        cached = _POOLING_CACHE.get(fit, {}).get(group)
+    except TypeError:                             # fit objects that cannot be weakly referenced
+        cached = None
+    if cached is not None:
+        return cached
     cols = _ranef_columns(fit, group)
     Xi = np.hstack([t.Xi for t in terms])                  # (n, k) in ranef column order
     codes = terms[0].codes
@@ -159,11 +170,16 @@ def pooling_estimates(fit, group: str | None = None) -> PoolingEstimates:
     cp = pd.Series({c: (beta_cp[fixed_names.index(c)] if c in fixed_names else 0.0) for c in cols})
     partial = fit.coef[group].reindex(index=levels)[cols] if all(c in fit.coef[group] for c in cols) \
         else fit.ranef[group].reindex(index=levels)[cols]
-    return PoolingEstimates(group=group, columns=tuple(cols),
-                            no_pooling=pd.DataFrame(nop, index=levels, columns=cols),
-                            partial_pooling=partial.astype(float),
-                            complete_pooling=cp,
-                            size=pd.Series(_group_sizes(terms, d), index=levels, name="n"))
+    out = PoolingEstimates(group=group, columns=tuple(cols),
+                           no_pooling=pd.DataFrame(nop, index=levels, columns=cols),
+                           partial_pooling=partial.astype(float),
+                           complete_pooling=cp,
+                           size=pd.Series(_group_sizes(terms, d), index=levels, name="n"))
+    try:
+        _POOLING_CACHE.setdefault(fit, {})[group] = out
+    except TypeError:
+        pass
+    return out
 
 
 def population_covariance(fit, group: str, columns) -> np.ndarray:
