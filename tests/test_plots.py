@@ -401,3 +401,18 @@ def test_plots_on_a_real_nuts_fit(sleep, reml):
     assert [ln.get_gid() for ln in ax.lines].count("ppc-replicate") == 30
     fig = bm.plot_design(post)
     assert [len(a.lines[0].get_xdata()) for a in fig.axes] == [360, 72]
+
+
+def test_demo_writes_the_pictures(tmp_path, capsys):
+    """``python -m bayesmixed.demo`` (REML part): lme4's summary, the side-by-side table, four PNGs."""
+    from bayesmixed.demo import main
+
+    assert main(["--out", str(tmp_path), "--no-nuts"]) == 0
+    out = capsys.readouterr().out
+    assert "REML criterion at convergence: 1743.6283" in out
+    assert "Subject: cor(Intercept, Days)" in out and "0.06556" in out
+    names = ["shrinkage.png", "shrinkage_2d.png", "caterpillar.png", "design.png"]
+    for name in names:
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert str(png) in out
