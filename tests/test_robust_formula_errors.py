@@ -74,13 +74,15 @@ TOKENS = ["Reaction", "Days", "Subject", "Dayz", "x", "(", ")", "|", "||", "+", 
           "(Days || Subject)", "Subject:Days", "1e3", "None", "lambda", "\n"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=12),
-       st.sampled_from(["gaussian", "poisson", "binomial"]))
-def test_junk_formulas_raise_only_library_errors(tokens, family):
+       st.sampled_from(["gaussian", "poisson", "binomial"]),
+       st.sampled_from(["{}", "Reaction ~ {}", "Reaction ~ Days + {} + (1 | Subject)",
+                        "Reaction ~ Days + ({} | Subject)"]))
+def test_junk_formulas_raise_only_library_errors(tokens, family, frame):
     import warnings
 
-    formula = "".join(tokens)
+    formula = frame.format("".join(tokens))   # junk alone, or inside a valid formula
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

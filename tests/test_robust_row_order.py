@@ -15,7 +15,7 @@ F = "Reaction ~ Days + (Days | Subject)"
 REF = bm.Model(F, SS).fit()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(perm=st.permutations(range(len(SS))),
        labels=st.sampled_from(["keep", "shuffle", "strings", "constant"]))
 def test_permuted_rows_and_relabelled_index_give_the_same_fit(perm, labels):
