@@ -130,3 +130,12 @@ def test_glmm_outputs_follow_kept_rows():
     assert_allclose(fit.fixef, ref.fixef, rtol=1e-10)
     for series in (fit.fitted(), fit.predict(type="link")):
         pd.testing.assert_index_equal(series.index, kept.index)
+
+
+def test_design_rows_are_positions_of_kept_rows_even_with_duplicate_labels():
+    d = _with_na()
+    d.index = np.zeros(len(d), dtype=int)                # every label the same
+    with pytest.warns(bm.MissingDataWarning):
+        m = bm.Model(F, d)
+    assert m.design.rows.tolist() == [i for i in range(180) if i not in (3, 10, 20, 21)]
+    np.testing.assert_array_equal(m.design.y, d["Reaction"].to_numpy()[m.design.rows])

@@ -147,3 +147,12 @@ def test_newdata_categorical_with_extra_unused_categories():
         out = FIT2.predict(nd)
     ref = FIT2.predict(nd.astype({"phase": str}))
     assert_allclose(out.to_numpy(), ref.to_numpy(), rtol=1e-14)
+
+
+def test_new_matrices_report_row_labels_of_each_group():
+    from bayesmixed.design.newdata import new_matrices
+
+    nd = pd.DataFrame({"Days": [1.0, 2.0, 3.0], "Subject": ["308", "999", None]}, index=[0, 0, 0])
+    out = new_matrices(FIT.design, nd, allow_new_levels=True)
+    assert out.codes[0].tolist() == [0, -1, -1]
+    assert out.labels[0].tolist() == ["308", "999", ""]

@@ -363,6 +363,7 @@ def _bind(parsed, frame, index, rows, family, ctrl, wname, w_in, oname, o_in) ->
         response_name=response_name, fixed_spec=spec, dropped_columns=dropped,
         all_fixef_names=all_names, trials=trials, prior_weights=prior_w,
         has_user_weights=w_in is not None, offset_arg=oname if oname else ("array" if o_in is not None else None),
+        rows=rows,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ class NewDataMatrices:
     offset_values: np.ndarray | None   # (m,); None when the offset cannot be known for new rows
     index: pd.Index
     offset_error: str = ""
+    labels: list[np.ndarray] = field(default_factory=list)  # per term (m,) level labels ("" if NA)
 
     @property
     def offset(self) -> np.ndarray:
@@ -185,7 +186,7 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
         off = off + _numeric(frame, arg)
     for expr in parsed.offsets:
         off = off + np.asarray(evaluate_expression(expr, frame), dtype=float)
-    codes, Xis = [], []
+    codes, Xis, all_labels = [], [], []
     if include_random:
         for t in design.reterms:
             Xis.append(_term_Xi(t, frame))
@@ -207,8 +208,9 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
                     "for point fits, a fresh draw for posterior fits)"
                 )
             codes.append(c)
+            all_labels.append(labels)
     return NewDataMatrices(X=X, codes=codes, Xis=Xis, offset_values=None if off_error else off,
-                           index=frame.index, offset_error=off_error)
+                           index=frame.index, offset_error=off_error, labels=all_labels)
 
 
 def _fixed_vars(design: MixedDesign) -> set[str]:

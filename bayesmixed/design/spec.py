@@ -55,6 +55,7 @@ class MixedDesign:
     prior_weights: np.ndarray | None = field(default=None, repr=False)  # user's weights
     has_user_weights: bool = False
     offset_arg: object = field(default=None, repr=False)  # offset= as given: column name, array or None
+    rows: np.ndarray | None = field(default=None, repr=False)  # positions in data of the rows kept
 
     # sizes, with the JSS names
     @property
