@@ -34,6 +34,10 @@ from bayesmixed.families import Family
 
 
 _EPS = np.finfo(float).eps
+
+
+def _rep(w: np.ndarray, k: int) -> np.ndarray:
+    return w if k == 1 else np.repeat(w, k)
 _TINY = np.finfo(float).tiny
 
 
@@ -157,7 +161,7 @@ class ZStructure:
         blocks = self.design.lambda_blocks(np.asarray(theta, dtype=float))
         T1, Tr = blocks[0], blocks[1:]
         k1, l1 = self.k1, self.l1
-        A11 = np.bincount(self._idx11, weights=np.repeat(w, self._rep11) * self._val11,
+        A11 = np.bincount(self._idx11, weights=_rep(w, self._rep11) * self._val11,
                           minlength=l1 * k1 * k1).reshape(l1, k1, k1)
         if k1 == 1:
             t2 = T1[0, 0] ** 2
@@ -174,9 +178,9 @@ class ZStructure:
         A21 = L22 = None
         if self.qr:
             qr = self.qr
-            A22 = np.bincount(self._idx22, weights=np.repeat(w, self._kr * self._kr) * self._val22,
+            A22 = np.bincount(self._idx22, weights=_rep(w, self._kr * self._kr) * self._val22,
                               minlength=qr * qr).reshape(qr, qr)
-            w21 = np.repeat(w, self._kr * k1) * self._val21
+            w21 = _rep(w, self._kr * k1) * self._val21
             if self._dense21:
                 A21 = np.bincount(self._key21, weights=w21, minlength=qr * self.q1).reshape(qr, self.q1)
                 if k1 == 1:
@@ -237,6 +241,17 @@ class ZFactor:
     L22: np.ndarray | None     # (qr, qr) lower
 
     @property
+    def _L22inv(self) -> np.ndarray:
+        # a small rest block (qr <= 64): one triangular inverse makes every later solve a matmul
+        inv = self.__dict__.get("_inv22")
+        if inv is None:
+            inv, info = sla.lapack.dtrtri(self.L22, lower=1)
+            if info != 0:                   # pragma: no cover - L22 has a positive diagonal
+                raise FitError("triangular inverse failed")
+            self.__dict__["_inv22"] = inv
+        return inv
+
+    @property
     def ldL2(self) -> float:
         """log det(Lambda'Z'WZ Lambda + I)."""
         out = 2.0 * np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum()
@@ -261,7 +276,8 @@ class ZFactor:
             v = self._b11(x1, np.swapaxes(self.L11inv, 1, 2))        # L11^{-T} x1
             v = zs.lam1(self.T1, v)
             r = zs.lamr(self.Tr, np.asarray(self.A21 @ v), trans=True)
-            x2 = sla.solve_triangular(self.L22, B[zs.q1:] - r, lower=True, check_finite=False)
+            x2 = (self._L22inv @ (B[zs.q1:] - r) if zs.qr <= 64 else
+                  sla.solve_triangular(self.L22, B[zs.q1:] - r, lower=True, check_finite=False))
             x = np.vstack([x1, x2])
         else:
             x = x1
@@ -274,7 +290,8 @@ class ZFactor:
         B = b[:, None] if vec else b
         b1 = B[: zs.q1]
         if zs.qr:
-            x2 = sla.solve_triangular(self.L22, B[zs.q1:], lower=True, trans=1, check_finite=False)
+            x2 = (self._L22inv.T @ B[zs.q1:] if zs.qr <= 64 else
+                  sla.solve_triangular(self.L22, B[zs.q1:], lower=True, trans=1, check_finite=False))
             v = np.asarray(self.A21.T @ zs.lamr(self.Tr, x2))
             v = zs.lam1(self.T1, v, trans=True)
             b1 = b1 - self._b11(v, self.L11inv)
