@@ -3,6 +3,7 @@
 from bayesmixed.datasets import describe_dataset, list_datasets, load_dataset
 from bayesmixed.errors import (
     BayesMixedError, BayesMixedWarning, ConvergenceWarning, DesignError, DivergenceWarning, FitError,
+    IdentifiabilityWarning,
     FormulaError, LowESSWarning, MissingDataWarning, RankDeficiencyWarning, RhatWarning, SamplingError,
     SamplingWarning, ScaleWarning, SeparationWarning, SingularFitWarning, TreeDepthWarning,
 )
@@ -17,6 +18,6 @@ __all__ = [
     "plot_ppc", "load_dataset", "list_datasets", "describe_dataset",
     "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
     "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
-    "ScaleWarning", "MissingDataWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
+    "ScaleWarning", "MissingDataWarning", "IdentifiabilityWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
     "LowESSWarning", "TreeDepthWarning", "SeparationWarning",
 ]
