@@ -13,8 +13,11 @@ Both libraries sample with nutpie (bambi: ``inference_method="nutpie"``) with 4 
 ``--draws`` after ``--tune``. ESS is the minimum bulk ESS over the parameters both
 models share (fixed effects, group-level sds, residual sd), divided by wall time from
 building the model to having the posterior (compilation included), and by sampling
-time alone. "cold" is the first bayesmixed fit in the process (numba's on-disk caches
-as they are, in-memory caches empty); "warm" is a second, freshly built model.
+time alone. Every (library, model) pair runs in its own fresh Python process, twice:
+"cold" is the first fit in that process (numba's on-disk caches as they are, nothing
+compiled in memory), "warm" a second, freshly built model in the same process. (Running
+both libraries in one process favours whichever goes second: numba keeps the op
+implementations the first one compiled.)
 
 Run: ``.venv/bin/python benchmarks/bench_bayes.py [--draws 1000] [--models sleepstudy radon cbpp]``
 """
@@ -74,8 +77,8 @@ def run_bayesmixed(formula, data, family, draws, tune, seed):
     wall = time.perf_counter() - t0
     names = [n for n in fit.param_names if not n.startswith("corr_")]
     ess = _min_ess(fit.idata["posterior"], names)
-    return {"wall_s": wall, "compile_s": fit.timings.get("compile", np.nan),
-            "sampling_s": fit.timings.get("sampling", np.nan), "min_ess_bulk": ess,
+    return {"wall_s": wall, "compile_s": fit.timings.get("compile"),
+            "sampling_s": fit.timings.get("sampling"), "min_ess_bulk": ess,
             "divergences": fit.diagnostics["divergences"]}
 
 
@@ -95,38 +98,65 @@ def run_bambi(formula, data, family, draws, tune, seed):
              and not v.endswith("_mean")]
     ess = _min_ess(post, names)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
-    return {"wall_s": wall, "compile_s": np.nan, "sampling_s": np.nan, "min_ess_bulk": ess, "divergences": div}
+    return {"wall_s": wall, "compile_s": None, "sampling_s": None, "min_ess_bulk": ess, "divergences": div}
+
+
+def _one(lib: str, name: str, draws: int, tune: int, seed: int) -> None:
+    """Child process: cold then warm fit of one model with one library, one JSON line each."""
+    import json
+
+    formula, data, family = cases()[name]
+    fn = run_bayesmixed if lib == "bayesmixed" else run_bambi
+    for phase in ("cold", "warm"):
+        r = fn(formula, data, family, draws, tune, seed)
+        r.update(model=name, library=f"{lib} ({phase})")
+        print("RESULT " + json.dumps(r), flush=True)
 
 
 def main():
+    import json
+    import subprocess
+    import sys
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--models", nargs="+", default=["sleepstudy", "radon", "cbpp"])
+    ap.add_argument("--libraries", nargs="+", default=["bambi", "bayesmixed"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--one", nargs=2, metavar=("LIBRARY", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:
+        _one(*args.one, args.draws, args.tune, args.seed)
+        return
     rows = []
-    all_cases = cases()
     for name in args.models:
-        formula, data, family = all_cases[name]
-        for lib, fn in (("bayesmixed (cold)", run_bayesmixed), ("bambi", run_bambi),
-                        ("bayesmixed (warm)", run_bayesmixed)):
-            r = fn(formula, data, family, args.draws, args.tune, args.seed)
-            r.update(model=name, library=lib)
-            r["ess_per_s"] = r["min_ess_bulk"] / r["wall_s"]
-            r["ess_per_s_sampling"] = r["min_ess_bulk"] / r["sampling_s"]
-            rows.append(r)
-            print(f"{name:11s} {lib:18s} wall {r['wall_s']:7.1f} s  compile {r['compile_s']:6.1f} s  "
-                  f"min ESS-bulk {r['min_ess_bulk']:7.0f}  ESS/s {r['ess_per_s']:7.1f}  "
-                  f"divergences {r['divergences']}", flush=True)
+        for lib in args.libraries:
+            out = subprocess.run([sys.executable, __file__, "--one", lib, name, "--draws", str(args.draws),
+                                  "--tune", str(args.tune), "--seed", str(args.seed)],
+                                 capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                if not line.startswith("RESULT "):
+                    continue
+                r = json.loads(line[len("RESULT "):])
+                r["ess_per_s"] = r["min_ess_bulk"] / r["wall_s"]
+                r["ess_per_s_sampling"] = r["min_ess_bulk"] / r["sampling_s"] if r["sampling_s"] else np.nan
+                rows.append(r)
+                print(f"{name:11s} {r['library']:18s} wall {r['wall_s']:7.1f} s  compile "
+                      f"{r['compile_s'] or float('nan'):6.1f} s  min ESS-bulk {r['min_ess_bulk']:7.0f}  ESS/s "
+                      f"{r['ess_per_s']:7.1f}  divergences {r['divergences']}", flush=True)
     tab = pd.DataFrame(rows).set_index(["model", "library"])
     print()
     print(tab[["wall_s", "compile_s", "sampling_s", "min_ess_bulk", "ess_per_s", "ess_per_s_sampling",
                "divergences"]].round(1).to_string())
     for name in args.models:
-        ours = tab.loc[(name, "bayesmixed (warm)"), "ess_per_s"]
-        theirs = tab.loc[(name, "bambi"), "ess_per_s"]
-        print(f"{name}: bayesmixed (warm) / bambi ESS/s = {ours / theirs:.2f}")
+        for phase in ("cold", "warm"):
+            try:
+                ours = tab.loc[(name, f"bayesmixed ({phase})"), "ess_per_s"]
+                theirs = tab.loc[(name, f"bambi ({phase})"), "ess_per_s"]
+            except KeyError:
+                continue
+            print(f"{name} ({phase}): bayesmixed / bambi end-to-end ESS/s = {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

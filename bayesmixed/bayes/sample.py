@@ -14,9 +14,10 @@ Samplers:
     minutes the first time numba's own cache is empty.
 
   ``backend="auto"`` takes numba: measured on sleepstudy (4 x 2000 iterations, 2
-  busy cores) the C route took 5 s to compile but 57 s to sample (the Python
-  callback and the GIL serialise the chains), numba 21-40 s to compile and 1.4-4 s
-  to sample. The C route is there for one-off small runs.
+  busy cores) the C route took 5 s to compile (27 s with a cold C cache) but 46-57 s
+  to sample, about 220 microseconds per gradient (the Python callback and the GIL
+  serialise the chains), while numba took 21-40 s to compile and 1.4-4 s to sample.
+  The C route stays available for machines without numba.
   The compiled nutpie model is kept with the ``pymc.Model`` (so refits with other
   seeds or draws do not compile again).
 - ``"pymc"``: PyMC's own NUTS (C backend).
