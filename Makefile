@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(VPY) -m bayesmixed.demo --out demo_output
 
 test: $(STAMP)
-	$(VPY) -m pytest -n 2 -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(VPY) -m pytest -n 2 -q
 
 test-all: $(STAMP)
-	$(VPY) -m pytest -n 2 -q --runslow
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(VPY) -m pytest -n 2 -q --runslow
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run.py

@@ -276,3 +276,34 @@ class BlockedSystem:
             L[q1:, :q1] = self.L21(F)[:qr, :].toarray()
             L[q1:, q1:] = F.L22[:qr, :qr]
         return L
+
+    def condcov_blocks(self, F: BlockedFactor) -> list[np.ndarray]:
+        """Diagonal k x k blocks of (L_Z L_Z')^{-1}, per term as (n_levels, k, k).
+
+        Uses the block structure instead of a dense q x q inverse: the columns of
+        L_Z^{-1} for the first term are [L11^{-1}; -L22z^{-1} L21z L11^{-1}], those of
+        the other terms [0; L22z^{-1}], and each block is C_g' C_g over its columns.
+        """
+        k1, l1, qr = self.t1.n_cols, self.t1.n_levels, self.q_rest
+        L11inv = np.linalg.inv(F.L11)                                   # (l1, k1, k1)
+        first = np.swapaxes(L11inv, 1, 2) @ L11inv                      # top part
+        out = []
+        if qr:
+            L22z = F.L22[:qr, :qr]
+            L21z = self.L21(F)[:qr, :]
+            if k1 == 1:
+                B = (L21z @ sp.diags_array(L11inv[:, 0, 0])).toarray()
+            else:
+                Bd = sp.bsr_array((L11inv, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
+                B = (L21z @ Bd).toarray()
+            bottom = sla.solve_triangular(L22z, B, lower=True, check_finite=False)   # (qr, q1)
+            bottom = bottom.reshape(qr, l1, k1)
+            first = first + np.einsum("rgi,rgj->gij", bottom, bottom)
+            out.append(first)
+            Linv22 = sla.solve_triangular(L22z, np.eye(qr), lower=True, check_finite=False)
+            for start, t in zip(self._starts, self.rest):
+                cols = Linv22[:, start : start + t.q].reshape(qr, t.n_levels, t.n_cols)
+                out.append(np.einsum("rgi,rgj->gij", cols, cols))
+        else:
+            out.append(first)
+        return out

@@ -167,24 +167,11 @@ class LikelihoodFit(MixedFit):
     def _condvar_blocks(self) -> list[np.ndarray]:
         """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
         d = self.design
-        if d.q > 12_000:
-            from bayesmixed.errors import FitError
-
-            raise FitError(f"conditional variances need a dense {d.q} x {d.q} inverse here; they are "
-                           "available for models with at most 12000 random effects")
-        LZ = self._devfun.system.dense_LZ(self._state.factor)
-        Linv = np.linalg.inv(LZ)                                # (q, q) lower
-        Lam = d.Lambda(self.theta).toarray()
-        A = Lam @ Linv.T                                        # b = Lam u; Var(u|y) = s^2 (LL')^-1
+        rel = self._devfun.system.condcov_blocks(self._state.factor)   # blocks of (L L')^{-1}
         out = []
-        for t, s in zip(d.reterms, d.b_slices):
-            rows = A[s]                                         # (q_t, q)
-            k = t.n_cols
-            blocks = np.empty((t.n_levels, k, k))
-            for g in range(t.n_levels):
-                r = rows[g * k:(g + 1) * k]
-                blocks[g] = self.sigma**2 * (r @ r.T)
-            out.append(blocks)
+        for t, s, B in zip(d.reterms, d.theta_slices, rel):
+            T = t.lambda_block(self.theta[s])                           # b = Lambda u, per level
+            out.append(self.sigma**2 * (T @ B @ T.T))
         return out
 
     @property
