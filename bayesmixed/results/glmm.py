@@ -330,7 +330,7 @@ class GlmmFit(LikelihoodFit):
         q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
         scaled = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
         vc = self.varcorr
-        ng = ", ".join(f"{g}, {n}" for g, n in d.ngroups.items())
+        ng = "; ".join(f"{g}, {n}" for g, n in d.ngroups.items())
         fixed = self._fixed_table()
         tables = {"Scaled residuals": scaled, "Random effects": vc, "Fixed effects": fixed}
         blocks = {"Random effects": random_effects_text(vc) + f"\nNumber of obs: {d.n}, groups:  {ng}"}
