@@ -18,18 +18,20 @@ Samplers:
   to sample, about 220 microseconds per gradient (the Python callback and the GIL
   serialise the chains), while numba took 21-40 s to compile and 1.4-4 s to sample.
   The C route stays available for machines without numba.
-  The compiled nutpie model is kept with the ``pymc.Model`` (so refits with other
-  seeds or draws do not compile again).
+  Compiled nutpie models are kept by model content (a few, in memory), so refits
+  with other seeds or draws, or of an identical model built afresh, do not compile again.
 - ``"pymc"``: PyMC's own NUTS (C backend).
 - ``"numpyro"`` / ``"blackjax"``: PyMC's JAX route (needs jax installed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import time
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -39,7 +41,10 @@ from bayesmixed.errors import (
 
 SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "blackjax")
 BACKENDS = ("auto", "c", "numba", "jax")
-_COMPILED: "weakref.WeakKeyDictionary" = None  # pymc.Model -> {backend: compiled nutpie model}
+# compiled nutpie models by model content (data, structure, priors, backend): an identical
+# model, even built afresh, reuses its compiled density; a few are kept, oldest dropped
+_COMPILED: "OrderedDict[str, object]" = OrderedDict()
+_COMPILED_MAX = 8
 
 
 def _has(mod: str) -> bool:
@@ -60,13 +65,21 @@ def choose_backend(design, backend: str = "auto") -> str:
     return "numba" if backend == "auto" else backend
 
 
-def _compiled_cache(pm_model) -> dict:
-    global _COMPILED
-    import weakref
-
-    if _COMPILED is None:
-        _COMPILED = weakref.WeakKeyDictionary()
-    return _COMPILED.setdefault(pm_model, {})
+def model_key(design, priors, *, centered: bool, backend: str) -> str:
+    """Digest of everything the compiled density depends on."""
+    h = hashlib.sha1()
+    arrays = [design.X, design.y, design.weights, design.offset]
+    for t in design.reterms:
+        arrays += [t.codes, t.Xi]
+        h.update(f"{t.name}|{t.group}|{t.cnames}|{t.correlated}|{t.n_levels}".encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(repr(priors.to_frame().to_dict("list")).encode())
+    h.update(f"{design.fixef_names}|{design.family.name}|{design.family.link.name}|{design.has_user_weights}|"
+             f"{design.trials is not None}|{centered}|{backend}".encode())
+    return h.hexdigest()
 
 
 # ---- nutpie through PyTensor's C backend --------------------------------------------------
@@ -132,21 +145,26 @@ def _compile_nutpie_c(pm_model):
 
 
 def _sample_nutpie(pm_model, design, *, draws, tune, chains, seed, progressbar, target_accept, backend,
-                   timings, **kw):
+                   timings, key, **kw):
     import nutpie
 
     backend = choose_backend(design, backend)
+    key = f"{key}|{backend}"
     t0 = time.perf_counter()
-    cache = _compiled_cache(pm_model)
-    if backend in cache:
-        compiled = cache[backend]
-    elif backend == "c":
-        _say(progressbar, "bayesmixed: compiling the log density with PyTensor's C backend for nutpie ...")
-        compiled = cache[backend] = _compile_nutpie_c(pm_model)
+    if key in _COMPILED:
+        compiled = _COMPILED[key]
+        _COMPILED.move_to_end(key)
     else:
-        _say(progressbar, f"bayesmixed: compiling the log density and its gradient with {backend} for nutpie "
-                          "(numba: 20-60 s; minutes the first time, while numba's cache is empty) ...")
-        compiled = cache[backend] = nutpie.compile_pymc_model(pm_model, backend=backend)
+        if backend == "c":
+            _say(progressbar, "bayesmixed: compiling the log density with PyTensor's C backend for nutpie ...")
+            compiled = _compile_nutpie_c(pm_model)
+        else:
+            _say(progressbar, f"bayesmixed: compiling the log density and its gradient with {backend} for "
+                              "nutpie (numba: 5-30 s; minutes the first time, while numba's cache is empty) ...")
+            compiled = nutpie.compile_pymc_model(pm_model, backend=backend)
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
     timings["compile"] = time.perf_counter() - t0
     timings["backend"] = backend
     t0 = time.perf_counter()
@@ -304,9 +322,10 @@ def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 100
     if sampler == "nutpie":
         if not _has("nutpie"):
             raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
+        key = model_key(design, priors, centered=centered, backend=backend)
         trace = _sample_nutpie(pm_model, design, draws=draws, tune=tune, chains=chains, seed=seed,
                                progressbar=progressbar, target_accept=target_accept, backend=backend,
-                               timings=timings, **kwargs)
+                               timings=timings, key=key, **kwargs)
     else:
         trace = _sample_pymc(pm_model, nuts_sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
                              progressbar=progressbar, target_accept=target_accept, timings=timings, **kwargs)
