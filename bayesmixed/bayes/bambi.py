@@ -73,7 +73,7 @@ def to_bambi(model, *, allow_uncorrelated: bool = False, **kwargs):
                       BayesMixedWarning, stacklevel=2)
     from bayesmixed.design.build import as_pandas
 
-    data = as_pandas(model.data).loc[d.index].copy()
+    data = as_pandas(model.data).iloc[d.rows].copy()   # positions: safe with duplicated labels
     if "bm_trials__" in formula:
         n = np.round(d.weights).astype(int)
         data["bm_trials__"] = n

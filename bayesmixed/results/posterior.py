@@ -251,17 +251,19 @@ class PosteriorFit(MixedFit):
         else:
             nd = new_matrices(d, newdata, include_random=include_random, allow_new_levels=allow_new_levels)
             X, off, index, codes, Xis = nd.X, nd.offset, nd.index, nd.codes, nd.Xis
+            term_labels = nd.labels
         beta = np.asarray(post["beta"])
         eta = np.einsum("cdp,np->cdn", beta, X) + off
         if include_random:
-            for t, c, Xi in zip(d.reterms, codes, Xis):
+            for i, (t, c, Xi) in enumerate(zip(d.reterms, codes, Xis)):
                 b = np.asarray(post[f"b_{t.name}"])                                # (C, D, L, k)
                 new = c < 0
                 if new.any():
                     extra = np.zeros((*b.shape[:2], 1, t.n_cols))
                     if new_levels == "population":
                         # one fresh level per distinct new label and posterior draw
-                        labels = np.asarray(_new_labels(newdata, index, t, c))
+                        # per-row labels from new_matrices: safe with duplicated index labels
+                        labels = np.asarray(term_labels[i], dtype=object)[new].astype(str)
                         uniq, inv = np.unique(labels, return_inverse=True)
                         extra = self._population_draws(t, len(uniq), rng)          # (C, D, U, k)
                         c = c.copy()
@@ -292,14 +294,3 @@ class PosteriorFit(MixedFit):
 
     def __repr__(self) -> str:
         return str(self.summary())
-
-
-def _new_labels(newdata, index, t, codes) -> list[str]:
-    """Labels of the unseen levels of term ``t`` in the rows ``index`` of newdata, row by row."""
-    from bayesmixed.design.build import as_pandas
-    from bayesmixed.design.random import _label
-
-    frame = as_pandas(newdata).loc[index]
-    cols = [frame[g.strip()].to_numpy() for g in t.group.split(":")]
-    labels = [":".join(_label(v) for v in row) for row in zip(*cols)]
-    return [lab for lab, c in zip(labels, codes) if c < 0]
