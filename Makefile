@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench reference clean
+.PHONY: demo test test-all bench docs reference clean
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run.py
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 reference:
 	Rscript tests/reference/make_reference.R

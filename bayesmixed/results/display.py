@@ -120,3 +120,19 @@ def random_effects_text(varcorr: pd.DataFrame, ngroups: dict[str, int] | None = 
         cells = r if has_corr else r[:4]
         lines.append(" " + " ".join(c.ljust(w[i]) for i, c in enumerate(cells)))
     return "\n".join(lines)
+
+
+def formula_label(parsed) -> str:
+    """The formula as the user wrote it; with nlme's ``random=`` the bars are written in.
+
+    Examples
+    --------
+    >>> from bayesmixed.formula import parse_formula
+    >>> formula_label(parse_formula("x ~ y", random="~1 | w/v"))
+    'x ~ y + (1 | w) + (1 | w:v)'
+    """
+    if parsed.bars and "|" not in parsed.formula:
+        from bayesmixed.formula.parse import format_formula
+
+        return format_formula(parsed)
+    return parsed.formula

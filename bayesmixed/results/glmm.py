@@ -10,7 +10,7 @@ from scipy import stats
 
 from bayesmixed.errors import DesignError
 from bayesmixed.results.base import varcorr_frame
-from bayesmixed.results.display import Summary, random_effects_text, signif_stars
+from bayesmixed.results.display import Summary, random_effects_text, signif_stars, formula_label
 from bayesmixed.results.likelihood import LikelihoodFit
 
 HESS_TOL = 1e-6            # glmerControl(check.conv.hess = .makeCC("warning", tol = 1e-6))
@@ -318,7 +318,7 @@ class GlmmFit(LikelihoodFit):
         famname = {"gamma": "Gamma"}.get(fam.name, fam.name)
         if fam.name == "negativebinomial":
             famname = f"Negative Binomial({fam.shape:.4g})"   # glmer.nb's family name
-        header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {d.parsed.formula}"]
+        header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {formula_label(d.parsed)}"]
         if d.has_user_weights:
             header.append("Weights: (prior weights)")
         header.append("     AIC      BIC   logLik deviance df.resid")

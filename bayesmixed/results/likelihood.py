@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.results.base import MixedFit, varcorr_frame
-from bayesmixed.results.display import Summary, random_effects_text, signif_stars
+from bayesmixed.results.display import Summary, random_effects_text, signif_stars, formula_label
 
 
 class LikelihoodFit(MixedFit):
@@ -215,7 +215,7 @@ class LikelihoodFit(MixedFit):
     @property
     def bic(self) -> float:
         """Schwarz's criterion, ``-2 loglik + log(nobs) n_params`` (R's ``BIC(fit)``)."""
-        return -2 * self.loglik + np.log(self.nobs) * self.n_params
+        return float(-2 * self.loglik + np.log(self.nobs) * self.n_params)
 
     @property
     def deviance(self) -> float:
@@ -402,7 +402,7 @@ class LikelihoodFit(MixedFit):
         title = ("Linear mixed model fit by REML" if self.reml else "Linear mixed model fit by maximum likelihood")
         if d.family.is_gaussian_identity and self.design.p:
             title += " ['lmerMod'; t-tests use Satterthwaite's method]"
-        header = [f"Formula: {d.parsed.formula}"]
+        header = [f"Formula: {formula_label(d.parsed)}"]
         if self.reml:
             header.append(f"REML criterion at convergence: {self.objective:.4f}")
         else:

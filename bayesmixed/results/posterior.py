@@ -9,7 +9,7 @@ import pandas as pd
 
 from bayesmixed.errors import DesignError
 from bayesmixed.results.base import MixedFit
-from bayesmixed.results.display import Summary, random_effects_text
+from bayesmixed.results.display import Summary, random_effects_text, formula_label
 
 
 def _interval(x: np.ndarray, prob: float, kind: str) -> tuple[float, float]:
@@ -184,7 +184,7 @@ class PosteriorFit(MixedFit):
         kind = "linear" if fam.is_gaussian_identity else "generalized linear"
         title = f"Bayesian {kind} mixed model fit by NUTS ({self.sampler})"
         p = self.posterior
-        header = [f"Formula: {d.parsed.formula}",
+        header = [f"Formula: {formula_label(d.parsed)}",
                   f" Family: {fam.name} ({fam.link.name})",
                   f"  Draws: {p.sizes['chain']} chains x {p.sizes['draw']} draws (after "
                   f"{self.settings.get('tune', '?')} tuning), divergences: {self.diagnostics.get('divergences', 0)}"]
