@@ -329,23 +329,5 @@ class GlmmFit(LikelihoodFit):
             res = res / self.sigma
         q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
         scaled = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
-        vc = self.varcorr
-        ng = "; ".join(f"{g}, {n}" for g, n in d.ngroups.items())
-        fixed = self._fixed_table()
-        tables = {"Scaled residuals": scaled, "Random effects": vc, "Fixed effects": fixed}
-        blocks = {"Random effects": random_effects_text(vc) + f"\nNumber of obs: {d.n}, groups:  {ng}"}
-        if d.p > 1:
-            V = self.vcov.to_numpy()
-            s = np.sqrt(np.diag(V))
-            corr = pd.DataFrame(V / np.outer(s, s), index=self.fixef.index, columns=self.fixef.index)
-            tables["Correlation of Fixed Effects"] = corr
-            blocks["Correlation of Fixed Effects"] = corr.round(3).to_string()
-        footer = []
-        if d.dropped_columns:
-            footer.append(f"fixed-effect model matrix is rank deficient so dropping "
-                          f"{len(d.dropped_columns)} column(s): {', '.join(d.dropped_columns)}")
-        if self.is_singular:
-            footer.append("boundary (singular) fit: a variance is (nearly) zero or a correlation is ±1; "
-                          "consider simplifying the random-effects structure")
-        footer.extend(self.conv_messages)
+        tables, blocks, footer = self._summary_tables(scaled)
         return Summary(title=title, header=header, tables=tables, footer=footer, text_blocks=blocks)

@@ -414,6 +414,12 @@ class LikelihoodFit(MixedFit):
             res = res * np.sqrt(d.weights)
         q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
         scaled = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
+        tables, blocks, footer = self._summary_tables(scaled)
+        return Summary(title=title, header=header, tables=tables, footer=footer, text_blocks=blocks)
+
+    def _summary_tables(self, scaled: pd.DataFrame):
+        """Tables, text blocks and footer notes of ``summary()``, shared by LMM and GLMM fits."""
+        d = self.design
         vc = self.varcorr
         ng = "; ".join(f"{g}, {n}" for g, n in d.ngroups.items())   # lme4: "plate, 24; sample, 6"
         fixed = self._fixed_table()
@@ -434,7 +440,7 @@ class LikelihoodFit(MixedFit):
             footer.append("boundary (singular) fit: a variance is (nearly) zero or a correlation is ±1; "
                           "consider simplifying the random-effects structure")
         footer.extend(self.conv_messages)
-        return Summary(title=title, header=header, tables=tables, footer=footer, text_blocks=blocks)
+        return tables, blocks, footer
 
     def _fixed_table(self) -> pd.DataFrame:
         if self.design.family.is_gaussian_identity:
