@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import bayesmixed as bm  # noqa: E402
+from _common import parse_r_results, profile_fit  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -151,28 +152,14 @@ def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[
         proc = subprocess.run([rscript, "--vanilla", path], capture_output=True, text=True)
     finally:
         os.unlink(path)
-    out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT\t"):
-            _, name, best, med, crit = line.split("\t")
-            out[name] = (float(best), float(med), float(crit))
+    out = parse_r_results(proc.stdout)
     note = "" if proc.returncode == 0 else f"R failed part-way (some glmer times missing): " \
                                             f"{proc.stderr.strip().splitlines()[-1:]}"
     return out, note
 
 
 def profile(case: Case) -> None:
-    import cProfile
-    import pstats
-
-    data = load(case)
-    fit_once(case, data)
-    prof = cProfile.Profile()
-    prof.enable()
-    fit = fit_once(case, data)
-    prof.disable()
-    print(f"{case.name}: {fit.opt.n_evals} criterion evaluations (+ the Hessian's)")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    profile_fit(case, load, fit_once, sort="tottime", lines=25, note=" (+ the Hessian's)")
 
 
 def main(argv: list[str] | None = None) -> int:

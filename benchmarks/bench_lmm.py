@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 import bayesmixed as bm  # noqa: E402
+from _common import parse_r_results, profile_fit  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -126,26 +127,12 @@ def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[
         os.unlink(path)
     if proc.returncode != 0:
         return {}, f"R failed (lme4 times skipped): {proc.stderr.strip().splitlines()[-1:]}"
-    out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT\t"):
-            _, name, best, med, crit = line.split("\t")
-            out[name] = (float(best), float(med), float(crit))
+    out = parse_r_results(proc.stdout)
     return out, ""
 
 
 def profile(case: Case) -> None:
-    import cProfile
-    import pstats
-
-    data = load(case)
-    fit_once(case, data)
-    prof = cProfile.Profile()
-    prof.enable()
-    fit = fit_once(case, data)
-    prof.disable()
-    print(f"{case.name}: {fit.opt.n_evals} criterion evaluations")
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+    profile_fit(case, load, fit_once, sort="cumulative", lines=30, note="")
 
 
 def main(argv: list[str] | None = None) -> int:

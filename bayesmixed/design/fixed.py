@@ -13,13 +13,6 @@ from bayesmixed.errors import DesignError, RankDeficiencyWarning, ScaleWarning
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _r_scale(x, center=True, scale=True):
-    """R's ``scale()``: centre and divide by the sd with n - 1."""
-    from formulaic.transforms import scale as fscale  # stateful: remembers mean and sd
-
-    return fscale(x, center=center, scale=scale)
-
-
 def r_power(expr: str) -> str:
     """R's ``^`` inside a call (``I(x^2)``, ``log(x^2)``) is arithmetic power: Python's ``**``.
 

@@ -109,7 +109,6 @@ class BlockedSystem:
         self._starts = np.cumsum([0] + [t.q for t in self.rest])[:-1].tolist()
         self._diag_idx = np.arange(self.q_rest)
         self.ldW = float(np.log(w[w > 0]).sum())
-        self.n_eff = int(np.sum(w > 0)) if weights is None else design.n
 
     def _lambda_rest_sparse(self, blocks_rest) -> sp.csr_array:
         mats = [sp.kron(sp.eye_array(t.n_levels), T, format="csr") for t, T in zip(self.rest, blocks_rest)]

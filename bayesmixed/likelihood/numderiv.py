@@ -9,19 +9,6 @@ def _steps(x: np.ndarray, rel: float) -> np.ndarray:
     return rel * np.maximum(np.abs(x), 0.05)
 
 
-def gradient(f, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    h = _steps(x, rel)
-    g = np.empty(x.size)
-    for i in range(x.size):
-        e = np.zeros(x.size)
-        e[i] = h[i]
-        d1 = (f(x + e) - f(x - e)) / (2 * h[i])
-        d2 = (f(x + e / 2) - f(x - e / 2)) / h[i]
-        g[i] = (4 * d2 - d1) / 3
-    return g
-
-
 def hessian(f, x: np.ndarray, rel: float = 1e-3) -> np.ndarray:
     """Symmetric Hessian by central differences at steps h and h/2, Richardson-combined."""
     x = np.asarray(x, dtype=float)
