@@ -50,7 +50,7 @@ def test_case_study_executes(path: Path, nuts: bool, monkeypatch) -> None:
 
 
 def test_there_is_a_notebook_per_seed() -> None:
-    """Seeds 000-004 of ../shared/seeds plus the radon-style partial-pooling study."""
+    """The five seed documents' examples plus the radon-style partial-pooling study."""
     stems = {p.stem for p in NOTEBOOKS}
     assert {"01_wvxyz_nlme", "02_formulas_glmm", "03_schools_smart", "04_group_sizes", "05_doctors_glmm",
             "06_radon_partial_pooling"} <= stems

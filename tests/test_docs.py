@@ -127,7 +127,7 @@ NOTEBOOK = '''# ---
 # %% [markdown]
 # # Radon: three kinds of pooling
 #
-# From [the seed](../../shared/seeds/000.txt); see [lme4](https://cran.r-project.org/package=lme4).
+# From [the seed](../data/seed_000.txt); see [lme4](https://cran.r-project.org/package=lme4).
 
 # %%
 import bayesmixed as bm
@@ -151,7 +151,7 @@ def test_hook_renders_a_percent_notebook(tmp_path: Path, monkeypatch, use_jupyte
     assert md.count("```python") == 1
     assert 'fit = bm.Model("Reaction ~ Days + (1 | Subject)"' in md
     # A link to a repository file is named, not linked (it is not part of the site) ...
-    assert "the seed (`../../shared/seeds/000.txt`)" in md
+    assert "the seed (`../data/seed_000.txt`)" in md
     # ... while web links are kept; the jupytext header is not shown.
     assert "[lme4](https://cran.r-project.org/package=lme4)" in md
     assert "jupyter:" not in md
