@@ -175,36 +175,6 @@ class Family:
                               f"{bad[:3].tolist()}")
 
 
-    # --- added by formula (design/build.py and design/response.py use these members)
-    @property
-    def takes_trials(self) -> bool:
-        """The response may be successes out of trials: ``cbind(s, f)``, a two-level factor,
-        booleans or proportions with ``weights=trials`` (binomial)."""
-        return self.name == "binomial"
-
-    def check_support(self, y: Array, column: str) -> None:
-        """Raise :class:`DesignError` naming ``column`` and a fix if ``y`` is outside the support.
-
-        Examples
-        --------
-        >>> get_family("poisson").check_support(np.array([0.0, 2.0]), "y")   # counts: fine
-        """
-        name = self.name
-        if self.takes_trials and (np.any(y < 0) or np.any(y > 1)):
-            bad = y[(y < 0) | (y > 1)][:3]
-            raise DesignError(
-                f"{name} response {column!r} must be 0/1, boolean, proportions with weights=trials, "
-                f"or cbind(successes, failures); found values such as {bad.tolist()}"
-            )
-        if name in ("poisson", "negativebinomial") and (np.any(y < 0) or np.any(y != np.round(y))):
-            bad = y[(y < 0) | (y != np.round(y))][:3]
-            raise DesignError(f"{name} response {column!r} must be non-negative whole counts; found "
-                              f"{bad.tolist()}; for continuous responses use family='gaussian' or 'gamma'")
-        if name == "gamma" and np.any(y <= 0):
-            raise DesignError(f"gamma response {column!r} must be positive; found "
-                              f"{y[y <= 0][:3].tolist()}; shift the response or use family='gaussian'")
-
-
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (canonical/default link, allowed links)
     "gaussian": ("identity", ("identity", "log", "inverse")),
