@@ -291,3 +291,29 @@ def test_non_string_random_is_formula_error():
 def test_formula_error_is_value_error():
     with pytest.raises(ValueError):
         parse_formula("y ~ (1 | )")
+
+
+def test_formula_and_design_layers_import_one_way():
+    """formula's modules import no later layer and no module back (tokens <- bars <- parse);
+    design's modules import no package module inside functions (issue 9)."""
+    import ast
+    import pathlib
+
+    import bayesmixed
+
+    root = pathlib.Path(bayesmixed.__file__).parent
+    order = {"tokens": 0, "terms": 0, "bars": 1, "parse": 2, "__init__": 3}
+    for path in sorted((root / "formula").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bayesmixed"):
+                parts = node.module.split(".")
+                assert parts[1] in ("errors", "formula"), (path.name, node.module)
+                if len(parts) > 2:
+                    assert order[parts[2]] < order[path.stem], (path.name, node.module)
+    for path in [*sorted((root / "formula").glob("*.py")), *sorted((root / "design").glob("*.py"))]:
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                        assert not any((m or "").startswith("bayesmixed") for m in mods), (path.name, fn.name)

@@ -35,7 +35,7 @@ def response_values(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
     if resp.replace(" ", "").startswith("cbind("):
         return _cbind_response(resp, frame, family)
     raw = frame[resp] if resp in frame.columns else None
-    if raw is not None and (family.takes_trials and not pd.api.types.is_numeric_dtype(raw.dtype)
+    if raw is not None and (family.uses_trials and not pd.api.types.is_numeric_dtype(raw.dtype)
                             or pd.api.types.is_bool_dtype(raw.dtype)):
         return _factor_response(resp, raw), None, resp
     if raw is not None:
@@ -51,8 +51,22 @@ def response_values(parsed: ParsedFormula, frame: pd.DataFrame, family: Family):
     if bad.any():
         raise DesignError(f"response {resp!r} has non-finite values {y[bad][:3].tolist()} at row(s) "
                           f"{row_labels(frame.index, bad)}; remove or fix those rows")
-    family.check_support(y, resp)
+    _check_support(y, resp, family)
     return y, None, resp
+
+
+def _check_support(y: np.ndarray, resp: str, family: Family) -> None:
+    """The family's support check, with how to fix the response."""
+    try:
+        family.check_response(y, resp)
+    except DesignError as exc:
+        if family.uses_trials:
+            fix = "give 0/1, booleans, proportions with weights=trials, or cbind(successes, failures)"
+        else:
+            fix = ("shift the response (or transform it), or choose a family whose support fits it: "
+                   "family='gaussian' takes any real number, 'gamma' positive values, 'poisson' and "
+                   "'negativebinomial' whole counts")
+        raise DesignError(f"{exc}; {fix}") from None
 
 
 def split_cbind(resp: str) -> list[str]:
@@ -78,7 +92,7 @@ def split_cbind(resp: str) -> list[str]:
 
 
 def _cbind_response(resp: str, frame: pd.DataFrame, family: Family):
-    if not family.takes_trials:
+    if not family.uses_trials:
         raise DesignError(f"cbind(successes, failures) responses need family='binomial', not "
                           f"{family.name!r}; pass family='binomial'")
     parts = split_cbind(resp)
