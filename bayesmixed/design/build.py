@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmixed.design.columns import (  # noqa: F401  (as_pandas, check_columns: public here too)
+from bayesmixed.design.columns import (
     as_float, as_pandas, check_columns, check_dtypes, check_finite, check_finite_vector,
     column_or_array, numbers_from_objects, row_labels,
 )

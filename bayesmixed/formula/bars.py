@@ -22,6 +22,8 @@ from bayesmixed.formula.tokens import (
     split_terms,
 )
 
+# the scanning functions below serve parse.py; these are the expansion rules
+__all__ = ["expand_bar", "expand_double_verts", "expand_products", "nest_groups"]
 
 
 def nest_groups(pieces: Sequence[str]) -> tuple[str, ...]:
@@ -53,6 +55,11 @@ def expand_products(factors: Sequence[str]) -> list[str]:
 
     R's ordering: ``a*b*c`` -> ``a, b, c, a:b, a:c, b:c, a:b:c``. A single factor
     is returned unchanged.
+
+    Examples
+    --------
+    >>> expand_products(["a", "b"])
+    ['a', 'b', 'a:b']
     """
     if len(factors) <= 1:
         return list(factors)

@@ -11,6 +11,8 @@ import keyword
 
 from bayesmixed.errors import FormulaError
 
+__all__ = ["Token", "tokenize"]   # the other helpers serve bars.py and parse.py
+
 OPEN = {"(": ")", "[": "]", "{": "}"}
 CLOSE = {")": "(", "]": "[", "}": "{"}
 _TWO_CHAR_OPS = frozenset({"||", "**", "==", "!=", "<=", ">=", "//", "->", "<-"})
@@ -27,7 +29,7 @@ class Token:
         self.kind, self.text, self.start, self.end = kind, text, start, end
         self.parent = parent  # index of the innermost enclosing open bracket, -1 at top
         self.match = -1  # brackets: index of the partner bracket
-        self.call = False  # "(" right after a name or ")": a call, never a bar
+        self.call = False  # "(" right after a name or ")": a call (holds a bar only as diag(...))
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Token({self.kind}, {self.text!r}, {self.start})"
@@ -54,7 +56,13 @@ def _scan_number(src: str, i: int) -> int:
 
 
 def tokenize(src: str) -> list[Token]:
-    """Tokens of ``src`` with bracket nesting resolved; raises on unbalanced brackets."""
+    """Tokens of ``src`` with bracket nesting resolved; raises on unbalanced brackets.
+
+    Examples
+    --------
+    >>> [(t.kind, t.text, t.parent) for t in tokenize("(1 | g)")]
+    [('open', '(', -1), ('num', '1', 0), ('op', '|', 0), ('name', 'g', 0), ('close', ')', -1)]
+    """
     toks: list[Token] = []
     stack: list[int] = []
     i, n = 0, len(src)
