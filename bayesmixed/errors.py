@@ -29,7 +29,37 @@ class BayesMixedError(Exception):
 
 
 class FormulaError(BayesMixedError, ValueError):
-    """A formula (or nlme ``random=``) string that cannot be parsed."""
+    """A formula (or nlme ``random=``) string that cannot be parsed.
+
+    Build one that points at the offending place with :meth:`FormulaError.at`.
+    """
+
+    @classmethod
+    def at(cls, formula: str, pos: int, message: str) -> "FormulaError":
+        """A FormulaError showing the line of ``formula`` holding ``pos`` with a caret under it.
+
+        Parameters
+        ----------
+        formula : str
+            The formula (or ``random=``) text.
+        pos : int
+            Character offset of the problem in ``formula`` (clipped to its length).
+        message : str
+            What is wrong and how to fix it.
+
+        Examples
+        --------
+        >>> print(FormulaError.at("y ~ x +", 6, "nothing after '+'"))
+        nothing after '+'
+            y ~ x +
+                  ^
+        """
+        pos = max(0, min(pos, len(formula)))
+        line_start = formula.rfind("\n", 0, pos) + 1
+        line_end = formula.find("\n", pos)
+        line = formula[line_start : len(formula) if line_end == -1 else line_end]
+        shown = "".join(c if c.isprintable() else " " for c in line)
+        return cls(f"{message}\n    {shown}\n    {' ' * (pos - line_start)}^")
 
 
 class DesignError(BayesMixedError, ValueError):
@@ -70,6 +100,15 @@ class ScaleWarning(BayesMixedWarning):
 
 class MissingDataWarning(BayesMixedWarning):
     """Rows with missing values were dropped."""
+
+
+class DoubleBarFactorWarning(BayesMixedWarning):
+    """``(f || g)`` met a multi-column term (a factor): as in lme4, its columns stay correlated.
+
+    lme4's ``expandDoubleVerts`` splits ``(1 + f || g)`` into ``(1 | g) + (0 + f | g)``
+    and the second term has a full covariance matrix over the levels of ``f``;
+    ``(1 | g) + diag(0 + f | g)`` gives one independent variance per level.
+    """
 
 
 class SamplingWarning(BayesMixedWarning):

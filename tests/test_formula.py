@@ -8,14 +8,8 @@ import pytest
 
 from bayesmixed.errors import FormulaError
 from bayesmixed.formula import Bar, ParsedFormula, parse_formula
-from bayesmixed.formula.bars import (
-    expand_double_verts,
-    expand_products,
-    find_bars,
-    nest_groups,
-    strip_bars,
-)
-from bayesmixed.formula.parse import format_formula
+from bayesmixed.formula.bars import expand_bar, expand_double_verts, expand_products, nest_groups
+from bayesmixed.formula.parse import find_bars, find_call, format_formula, strip_bars
 
 
 def B(expr: str, group: str, correlated: bool = True) -> Bar:
@@ -23,7 +17,13 @@ def B(expr: str, group: str, correlated: bool = True) -> Bar:
 
 
 def U(expr: str, group: str) -> Bar:
-    return Bar(expr, group, False)
+    """A term lme4's ``||`` split off: its own columns stay correlated (expandDoubleVerts)."""
+    return Bar(expr, group, split=True)
+
+
+def D(expr: str, group: str) -> Bar:
+    """glmmTMB's ``diag(expr | group)``: one independent variance per column."""
+    return Bar(expr, group, correlated=False)
 
 
 # (formula, random, response, fixed_rhs, bars, offsets, variables)
@@ -101,6 +101,15 @@ CASES = [
     ("y ~ x", "~ 1 | g", "y", "x", [B("1", "g")], [], {"y", "x", "g"}),
     ("y ~ x", "1 + x | g", "y", "x", [B("1 + x", "g")], [], {"y", "x", "g"}),
     ("y ~ x", "~ x || g", "y", "x", [U("1", "g"), U("0 + x", "g")], [], {"y", "x", "g"}),
+    # glmmTMB's diag()
+    ("score ~ Machine + diag(Machine | Worker)", None, "score", "Machine",
+     [D("Machine", "Worker")], [], {"score", "Machine", "Worker"}),
+    ("score ~ Machine + (1 | Worker) + diag(0 + Machine | Worker)", None, "score", "Machine",
+     [B("1", "Worker"), D("0 + Machine", "Worker")], [], {"score", "Machine", "Worker"}),
+    ("y ~ x + ((diag(1 + x | a/b)))", None, "y", "x", [D("1 + x", "a"), D("1 + x", "a:b")], [],
+     {"y", "x", "a", "b"}),
+    ("y ~ (f || g)", None, "y", "1", [U("1", "g"), U("0 + f", "g")], [], {"y", "f", "g"}),
+    ("y ~ I(diag(a | b))", None, "y", "I(diag(a | b))", [], [], {"y", "a", "b"}),
 ]
 
 
@@ -118,7 +127,10 @@ def test_parse(formula, random, response, fixed_rhs, bars, offsets, variables):
         bars=tuple(bars),
         offsets=tuple(offsets),
         variables=frozenset(variables),
+        response_variables=p.response_variables,
+        fixed_variables=p.fixed_variables,
     )
+    assert p.response_variables <= p.variables and p.fixed_variables <= p.variables
     # the canonical string parses back to the same structure
     q = parse_formula(format_formula(p))
     assert dataclasses.replace(q, formula=p.formula) == p
@@ -136,6 +148,45 @@ def test_fixed_property_and_implicit_intercept_not_added():
     assert p.fixed == "Reaction ~ Days"
     assert p.bars[0].expr == "Days"  # formulaic adds the intercept, not the parser
     assert p.bars[0].group_columns == ("Subject",)
+
+
+# (formula, response variables, fixed-part variables)
+VARIABLE_PARTS = [
+    ("Reaction ~ Days + (Days | Subject)", {"Reaction"}, {"Days"}),
+    ("cbind(s, n - s) ~ x * z + offset(log(t)) + (w | g)", {"s", "n"}, {"x", "z"}),
+    ("log(y) ~ np.log(x) + C(f, Treatment('b'))", {"y"}, {"x", "f"}),
+    ('y ~ Q("my var") + (1 | g)', {"y"}, {"my var"}),
+    ("y ~ 1 + (x | g)", {"y"}, set()),
+]
+
+
+@pytest.mark.parametrize("formula, response_vars, fixed_vars", VARIABLE_PARTS)
+def test_response_and_fixed_variables_are_structure(formula, response_vars, fixed_vars):
+    p = parse_formula(formula)
+    assert p.response_variables == frozenset(response_vars)
+    assert p.fixed_variables == frozenset(fixed_vars)
+
+
+def test_double_bar_is_lme4s_expansion_and_diag_is_diagonal():
+    p = parse_formula("score ~ Machine + (Machine || Worker)")
+    assert p.bars == (U("1", "Worker"), U("0 + Machine", "Worker"))
+    assert all(b.correlated for b in p.bars)          # each split term keeps a full covariance
+    d = parse_formula("score ~ Machine + diag(Machine | Worker)")
+    assert d.bars == (D("Machine", "Worker"),) and str(d.bars[0]) == "diag(Machine | Worker)"
+    assert format_formula(d) == "score ~ Machine + diag(Machine | Worker)"
+    assert [str(b) for b in expand_bar(["1"], ["g"], correlated=False)] == ["diag(1 | g)"]
+
+
+def test_diag_with_double_bar_is_refused():
+    with pytest.raises(FormulaError, match=r"diag\(\) takes one '\|'") as exc:
+        parse_formula("y ~ diag(x || g)")
+    assert _caret(str(exc.value)) == ("y ~ diag(x || g)", 11)
+
+
+def test_find_call():
+    assert find_call("y ~ lg(x) + np.lgg(z)", "lgg") == 15
+    assert find_call("y ~ lg + x", "lg") is None
+    assert find_call("y ~ (x", "x") is None
 
 
 def test_bars_helpers():
@@ -240,3 +291,29 @@ def test_non_string_random_is_formula_error():
 def test_formula_error_is_value_error():
     with pytest.raises(ValueError):
         parse_formula("y ~ (1 | )")
+
+
+def test_formula_and_design_layers_import_one_way():
+    """formula's modules import no later layer and no module back (tokens <- bars <- parse);
+    design's modules import no package module inside functions (issue 9)."""
+    import ast
+    import pathlib
+
+    import bayesmixed
+
+    root = pathlib.Path(bayesmixed.__file__).parent
+    order = {"tokens": 0, "terms": 0, "bars": 1, "parse": 2, "__init__": 3}
+    for path in sorted((root / "formula").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bayesmixed"):
+                parts = node.module.split(".")
+                assert parts[1] in ("errors", "formula"), (path.name, node.module)
+                if len(parts) > 2:
+                    assert order[parts[2]] < order[path.stem], (path.name, node.module)
+    for path in [*sorted((root / "formula").glob("*.py")), *sorted((root / "design").glob("*.py"))]:
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                        assert not any((m or "").startswith("bayesmixed") for m in mods), (path.name, fn.name)

@@ -36,11 +36,14 @@ def groups(draw):
 @st.composite
 def bars(draw):
     expr = draw(st.sampled_from(sorted(EXPRS)))
-    bar = draw(st.sampled_from(["|", "||"]))
+    bar = draw(st.sampled_from(["|", "||", "diag"]))
     group, n_groups = draw(groups())
     sp = draw(SPACE)
     n_exprs = EXPRS[expr][bar == "||"]
-    return f"({sp}{expr}{sp}{bar}{sp}{group}{sp})", n_exprs * n_groups, bar == "|"
+    kind = (bar != "diag", bar == "||")              # (correlated, split) of the bars it gives
+    if bar == "diag":
+        return f"diag({sp}{expr}{sp}|{sp}{group}{sp})", n_exprs * n_groups, kind
+    return f"({sp}{expr}{sp}{bar}{sp}{group}{sp})", n_exprs * n_groups, kind
 
 
 @st.composite
@@ -58,7 +61,7 @@ def formulas(draw):
         "n_bars": sum(b[1] for b in bs),
         "n_offsets": len(offsets),
         "n_fixed": len(fixed),
-        "correlated": {b[2] for b in bs},
+        "kinds": {b[2] for b in bs},
     }
     return response + tilde + plus.join(terms), expected
 
@@ -77,7 +80,7 @@ def test_valid_formulas_parse_and_round_trip(case):
     for b in p.bars:
         assert b.expr == b.expr.strip() and " " not in b.group and "/" not in b.group
         assert "  " not in b.expr and "\n" not in b.expr
-        assert b.correlated in expected["correlated"]
+        assert (b.correlated, b.split) in expected["kinds"]
     assert p.response in RESPONSES
     assert "np" not in p.variables and "log" not in p.variables
     q = parse_formula(format_formula(p))
@@ -87,7 +90,8 @@ def test_valid_formulas_parse_and_round_trip(case):
 
 
 @SETTINGS
-@given(st.sampled_from(["y ~ x", "y ~ 0 + x*z", "log(y) ~ 1"]), bars(), st.booleans())
+@given(st.sampled_from(["y ~ x", "y ~ 0 + x*z", "log(y) ~ 1"]), bars().filter(lambda b: b[2][0]),
+       st.booleans())
 def test_random_argument_equals_bars_in_formula(fixed, bar, tilde):
     text, n_bars, _ = bar
     inner = text.strip()[1:-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
@@ -38,6 +39,54 @@ def formula_context() -> dict:
         "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "expm1": np.expm1,
         "plogis": special.expit, "qlogis": special.logit,
     }
+
+
+@functools.cache
+def formulaic_materializer():
+    """formulaic's pandas materializer, reading boolean values as a factor (R's logical).
+
+    A boolean term is a contrast of its TRUE level, as in R (``I(week > 2)TRUE``):
+    ``I(week > 2)[T.True]``, named like the other factor contrasts. Registered with
+    formulaic under the name ``"bayesmixed"`` (model specs refer to it by name) on the
+    first call; formulaic is imported then, not when bayesmixed is.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"week": [1, 2, 3, 4]})
+    >>> fixed_matrix("I(week > 2)", d)[1]
+    ('Intercept', 'I(week > 2)[T.True]')
+    """
+    from formulaic.materializers import PandasMaterializer
+    from interface_meta import override
+
+    class BayesMixedMaterializer(PandasMaterializer):
+        REGISTER_NAME = "bayesmixed"
+
+        @override
+        def _is_categorical(self, values) -> bool:
+            if pd.api.types.is_bool_dtype(getattr(values, "dtype", None)):
+                return True
+            return super()._is_categorical(values)
+
+    return BayesMixedMaterializer
+
+
+def model_matrix_of(rhs: str, data: pd.DataFrame):
+    """formulaic's model matrix (pandas) of ``rhs`` on ``data``: R's ``^`` power, the
+    names of :func:`formula_context`, booleans as factors, missing values kept.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> list(model_matrix_of("0 + I(x ** 2)", pd.DataFrame({"x": [1.0, 2.0]})).iloc[:, 0])
+    [1.0, 4.0]
+    """
+    from formulaic import model_matrix
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf/NaN are reported by column later
+        return model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
+                            output="pandas", materializer=formulaic_materializer())
 
 
 def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
@@ -80,12 +129,8 @@ def fixed_matrix(rhs: str, data: pd.DataFrame):
         for j, c in enumerate(simple):
             X[:, j + 1] = data[c].to_numpy(dtype=float)
         return X, ("Intercept", *simple), None
-    from formulaic import model_matrix
-
     try:
-        with np.errstate(divide="ignore", invalid="ignore"):  # inf/NaN are reported by column later
-            mm = model_matrix(r_power(rhs), data, context=formula_context(), na_action="ignore",
-                              output="pandas")
+        mm = model_matrix_of(rhs, data)
     except Exception as exc:
         raise DesignError(f"could not build the fixed-effects matrix for '{rhs}': {exc}; check each "
                           "term of the fixed part (written as formulaic reads it: I(x ** 2), C(f), "

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesmixed.design.build import _close, _numbers_from_objects, _row_labels, as_pandas
-from bayesmixed.design.fixed import evaluate_expression, formula_context
+from bayesmixed.design.columns import as_pandas, close_matches, numbers_from_objects, row_labels
+from bayesmixed.design.fixed import evaluate_expression, formula_context, formulaic_materializer
+from bayesmixed.design.random import _label
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
 
@@ -107,6 +108,7 @@ def _check_encoders(spec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
 
 
 def _model_matrix(spec, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    formulaic_materializer()     # registers the materializer the fit's specs name
     with warnings.catch_warnings():
         # unseen categories are checked above; formulaic's own warning would only repeat it
         warnings.filterwarnings("ignore", message=".*categories outside of the nominated levels.*")
@@ -138,40 +140,60 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
     """
     frame = as_pandas(newdata, what="newdata")
     parsed = design.parsed
-    response_vars = set()
-    if parsed.response:
-        from bayesmixed.formula import parse_formula  # local: avoid import cycle
+    needed = _needed_columns(design, frame, include_random)
+    frame = numbers_from_objects(frame, needed)
+    # rows with a missing predictor predict NaN (lme4's na.pass); grouping factors apart
+    pred_cols = [v for v in needed if v not in parsed.group_variables or v in parsed.fixed_variables]
+    na_rows = np.zeros(len(frame), dtype=bool)
+    for v in pred_cols:
+        na_rows |= frame[v].isna().to_numpy()
+    X = _new_X(design, frame)
+    if na_rows.any():
+        X = X.copy()
+        X[na_rows] = np.nan           # categorical NaN would otherwise read as the reference level
+    off, off_error = _new_offset(design, frame)
+    codes, Xis, all_labels = [], [], []
+    if include_random:
+        for t in design.reterms:
+            Xis.append(_term_Xi(t, frame))
+            c, labels = _new_codes(t, frame, allow_new_levels)
+            codes.append(c)
+            all_labels.append(labels)
+    return NewDataMatrices(X=X, codes=codes, Xis=Xis, offset_values=None if off_error else off,
+                           index=frame.index, offset_error=off_error, labels=all_labels)
 
-        response_vars = set(parse_formula(f"{parsed.response} ~ 1").variables)
-    needed = sorted(v for v in parsed.variables - response_vars if v not in formula_context())
-    group_vars = {c for b in parsed.bars for c in b.group_columns}
+
+def _needed_columns(design: MixedDesign, frame: pd.DataFrame, include_random: bool) -> list[str]:
+    """Columns of newdata the prediction reads (the response's are not needed); refuses missing ones."""
+    parsed = design.parsed
+    needed = sorted(v for v in parsed.variables - parsed.response_variables
+                    if v not in formula_context())
+    group_vars = parsed.group_variables
     if not include_random:
-        needed = [v for v in needed if v not in group_vars or v in _fixed_vars(design)]
+        needed = [v for v in needed if v not in group_vars or v in parsed.fixed_variables]
     missing = [v for v in needed if v not in frame.columns]
     if missing:
-        hints = "; ".join(f"{v!r}{_close(v, frame.columns)}" for v in missing)
+        hints = "; ".join(f"{v!r}{close_matches(v, frame.columns)}" for v in missing)
         extra = (" (grouping factors are not needed with include_random=False)"
                  if include_random and set(missing) <= group_vars else "")
         raise DesignError(f"newdata lacks column(s) the model uses: {hints}. newdata has columns: "
                           f"{', '.join(map(str, frame.columns))}; add them{extra}")
-    frame = _numbers_from_objects(frame, needed)
-    # rows with a missing predictor predict NaN (lme4's na.pass); grouping factors apart
-    pred_cols = [v for v in needed if v not in group_vars or v in _fixed_vars(design)]
-    na_rows = np.zeros(len(frame), dtype=bool)
-    for v in pred_cols:
-        na_rows |= frame[v].isna().to_numpy()
-    # fixed part
+    return needed
+
+
+def _new_X(design: MixedDesign, frame: pd.DataFrame) -> np.ndarray:
+    """Fixed-effects matrix on newdata, with the fit's columns (aliased ones dropped)."""
     if design.fixed_spec is not None:
         frame_fixed = _check_encoders(design.fixed_spec, frame, "fixed effects")
         Xfull = _model_matrix(design.fixed_spec, frame_fixed, "the fixed-effects matrix")
-        X = _float_matrix(Xfull[list(design.fixef_names)])
-    else:
-        cols = [np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c)
-                for c in design.fixef_names]
-        X = np.column_stack(cols) if cols else np.zeros((len(frame), 0))
-    if na_rows.any():
-        X = X.copy()
-        X[na_rows] = np.nan           # categorical NaN would otherwise read as the reference level
+        return _float_matrix(Xfull[list(design.fixef_names)])
+    cols = [np.ones(len(frame)) if c == "Intercept" else _numeric(frame, c)
+            for c in design.fixef_names]
+    return np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+
+
+def _new_offset(design: MixedDesign, frame: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """(offset on newdata, error text when it cannot be known: the fit's offset was an array)."""
     off = np.zeros(len(frame))
     arg = getattr(design, "offset_arg", None)
     off_error = ""
@@ -184,46 +206,35 @@ def new_matrices(design: MixedDesign, newdata, *, include_random: bool = True,
             raise DesignError(f"newdata lacks the offset column {arg!r} (the model was built with "
                               f"offset={arg!r}); add it")
         off = off + _numeric(frame, arg)
-    for expr in parsed.offsets:
+    for expr in design.parsed.offsets:
         off = off + np.asarray(evaluate_expression(expr, frame), dtype=float)
-    codes, Xis, all_labels = [], [], []
-    if include_random:
-        for t in design.reterms:
-            Xis.append(_term_Xi(t, frame))
-            labels, na = _labels(frame, t.group.split(":"))
-            c = pd.Index(t.levels).get_indexer(labels).astype(np.int64)
-            c[na] = -1
-            if not allow_new_levels and na.any():
-                raise DesignError(
-                    f"newdata has missing values in grouping factor {t.group!r} at row(s) "
-                    f"{_row_labels(frame.index, na)}; drop those rows, or pass allow_new_levels=True "
-                    "to predict them at the population level (as lme4)"
-                )
-            if (c < 0).any() and not allow_new_levels:
-                new = sorted(set(np.asarray(labels, dtype=object)[c < 0].tolist()))
-                raise DesignError(
-                    f"newdata has level(s) of {t.group!r} not seen in the fit: "
-                    f"{', '.join(map(repr, new[:10]))}{' ...' if len(new) > 10 else ''}; pass "
-                    "allow_new_levels=True to predict them from the population (random effect 0 "
-                    "for point fits, a fresh draw for posterior fits)"
-                )
-            codes.append(c)
-            all_labels.append(labels)
-    return NewDataMatrices(X=X, codes=codes, Xis=Xis, offset_values=None if off_error else off,
-                           index=frame.index, offset_error=off_error, labels=all_labels)
+    return off, off_error
 
 
-def _fixed_vars(design: MixedDesign) -> set[str]:
-    from bayesmixed.formula import parse_formula
-
-    rhs = design.parsed.fixed_rhs
-    return set(parse_formula(f"y__ ~ {rhs}").variables) - {"y__"}
+def _new_codes(t, frame: pd.DataFrame, allow_new_levels: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(level codes, labels) of term ``t``'s grouping factor on newdata; -1 for new levels."""
+    labels, na = _labels(frame, t.group.split(":"))
+    c = pd.Index(t.levels).get_indexer(labels).astype(np.int64)
+    c[na] = -1
+    if not allow_new_levels and na.any():
+        raise DesignError(
+            f"newdata has missing values in grouping factor {t.group!r} at row(s) "
+            f"{row_labels(frame.index, na)}; drop those rows, or pass allow_new_levels=True "
+            "to predict them at the population level (as lme4)"
+        )
+    if (c < 0).any() and not allow_new_levels:
+        new = sorted(set(np.asarray(labels, dtype=object)[c < 0].tolist()))
+        raise DesignError(
+            f"newdata has level(s) of {t.group!r} not seen in the fit: "
+            f"{', '.join(map(repr, new[:10]))}{' ...' if len(new) > 10 else ''}; pass "
+            "allow_new_levels=True to predict them from the population (random effect 0 "
+            "for point fits, a fresh draw for posterior fits)"
+        )
+    return c, labels
 
 
 def _labels(frame: pd.DataFrame, cols) -> tuple[np.ndarray, np.ndarray]:
     """Level labels of each row as the fit wrote them (``a:b`` for interactions) and an NA mask."""
-    from bayesmixed.design.random import _label
-
     out, na = None, np.zeros(len(frame), dtype=bool)
     for c in cols:
         s = frame[c.strip()]

@@ -1,6 +1,6 @@
-"""Formula strings to structure (no data): lme4 bars, nlme ``random=``."""
+"""Formula strings to structure (no data): lme4 bars, glmmTMB ``diag()``, nlme ``random=``."""
 
+from bayesmixed.formula.parse import find_bars, format_formula, parse_formula, strip_bars
 from bayesmixed.formula.terms import Bar, ParsedFormula
-from bayesmixed.formula.parse import parse_formula
 
-__all__ = ["Bar", "ParsedFormula", "parse_formula"]
+__all__ = ["Bar", "ParsedFormula", "find_bars", "format_formula", "parse_formula", "strip_bars"]
