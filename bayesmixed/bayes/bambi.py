@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from bayesmixed.design.columns import as_pandas
 from bayesmixed.errors import BayesMixedWarning, DesignError
 
 _FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson",
@@ -71,7 +72,6 @@ def to_bambi(model, *, allow_uncorrelated: bool = False, **kwargs):
                               "'(x || g)'. Pass allow_uncorrelated=True to build that model anyway.")
         warnings.warn("the bambi model has uncorrelated random effects ((x || g) in lme4 terms)",
                       BayesMixedWarning, stacklevel=2)
-    from bayesmixed.design.build import as_pandas
 
     data = as_pandas(model.data).iloc[d.rows].copy()   # positions: safe with duplicated labels
     if "bm_trials__" in formula:
