@@ -164,15 +164,16 @@ class Family:
         return None
 
     # ---- densities and draws -----------------------------------------------------------
-    def logpdf(self, y: Array, mu: Array, wt=None, trials=None, dispersion=None, eta=None) -> Array:
-        """Pointwise log density of ``y`` given the mean ``mu`` (broadcasting).
+    def logpdf(self, y: Array, mu: Array | None, wt=None, trials=None, dispersion=None, eta=None) -> Array:
+        """Pointwise log density of ``y`` given the mean ``mu`` (or ``eta``; broadcasting).
 
         ``y`` is the response as the design holds it (proportions of ``trials`` for
         binomial; 0/1 without trials). ``wt``: prior weights, precision weights for
         gaussian (sd ``sigma / sqrt(wt)``), multipliers of the log density otherwise
         (as R's ``aic``). ``dispersion``: the value of ``extra_params[0]`` (gaussian
         ``sigma``, negative-binomial ``alpha`` = size, default ``self.shape``, gamma
-        ``shape``). With ``eta`` the binomial-logit density is computed in eta (stable).
+        ``shape``). ``mu=None`` takes the mean from ``eta`` through the link; with ``eta``
+        the binomial-logit density is computed in eta (stable for any eta).
 
         Examples
         --------
@@ -226,6 +227,9 @@ class Family:
 
     def _mean(self, mu, eta):
         return self.link.tensor_linkinv(eta) if mu is None else mu
+
+    def _np_mean(self, mu, eta):
+        return self.link.linkinv(eta) if mu is None else mu
 
     def pymc_likelihood(self, name: str, mu=None, observed=None, *, eta=None, trials=None, weights=None,
                         params: dict | None = None, dims=None):
@@ -284,7 +288,7 @@ class Gaussian(Family):
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
         sigma = dispersion if wt is None else dispersion / np.sqrt(wt)
-        return stats.norm.logpdf(y, mu, sigma)
+        return stats.norm.logpdf(y, self._np_mean(mu, eta), sigma)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.normal(mu, dispersion if wt is None else dispersion / np.sqrt(wt))
@@ -344,7 +348,7 @@ class Binomial(Family):
             # s*eta - n*log(1+e^eta) + log C(n, s): stable for any eta
             logc = special.gammaln(n + 1) - special.gammaln(s + 1) - special.gammaln(n - s + 1)
             return _weighted(s * eta - n * np.logaddexp(0.0, eta) + logc, wt)
-        return _weighted(stats.binom.logpmf(s, n, mu), wt)
+        return _weighted(stats.binom.logpmf(s, n, self._np_mean(mu, eta)), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         n = np.ones(mu.shape[-1], dtype=np.int64) if trials is None else np.asarray(trials, dtype=np.int64)
@@ -408,7 +412,7 @@ class Poisson(_Counts):
         return float(-2 * np.sum(ll * wt))
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
-        return _weighted(stats.poisson.logpmf(y, mu), wt)
+        return _weighted(stats.poisson.logpmf(y, self._np_mean(mu, eta)), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.poisson(mu).astype(float)
@@ -442,7 +446,7 @@ class NegativeBinomial(_Counts):
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
         alpha = self._shape() if dispersion is None else dispersion
-        return _weighted(stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu)), wt)
+        return _weighted(stats.nbinom.logpmf(y, alpha, alpha / (alpha + self._np_mean(mu, eta))), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         alpha = self._shape() if dispersion is None else dispersion
@@ -485,7 +489,7 @@ class Gamma(_LogMeanPrior, Family):
         return np.where(y > 0, y, 0.1)
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
-        return _weighted(stats.gamma.logpdf(y, a=dispersion, scale=mu / dispersion), wt)
+        return _weighted(stats.gamma.logpdf(y, a=dispersion, scale=self._np_mean(mu, eta) / dispersion), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.gamma(dispersion, mu / dispersion)
