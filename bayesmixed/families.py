@@ -4,7 +4,8 @@ Each family is a subclass of :class:`Family` that carries its behaviour: varianc
 function, unit deviance, R's ``aic``, starting values and IRLS pieces, pointwise log
 density, simulation, its auxiliary parameters and its PyMC likelihood, plus small
 integer ``code``\\ s (family and link) that the compiled kernels switch on. Adding a
-family is one new class here and its tests; no other module branches on family names.
+family is one new class here (with its entry in ``_CLASSES``) and its tests; no other
+module needs to branch on family names.
 ``get_family("binomial", link="probit")`` validates names and lists the valid choices
 in its error.
 """
@@ -56,6 +57,8 @@ class Family:
     canonical: str
     shape: float | None = None   # negative binomial size k (Var = mu + mu^2 / k)
 
+    links: ClassVar[tuple[str, ...]] = ()          # allowed links, as listed in errors
+    default_link: ClassVar[str] = ""               # R's default link
     code: ClassVar[int] = -1                       # family code for the compiled kernels
     canonical_link: ClassVar[str | None] = None    # link whose Fisher and observed weights agree
     extra_params: ClassVar[tuple[str, ...]] = ()   # parameters beyond the mean (PyMC names)
@@ -265,6 +268,7 @@ class Family:
 class Gaussian(Family):
     """Normal response; ``sigma`` is the residual sd (``dispersion`` in logpdf/simulate)."""
 
+    links, default_link = ("identity", "log", "inverse"), "identity"
     code, canonical_link, extra_params = 4, "identity", ("sigma",)
     has_dispersion = pymc_weights = True
     bambi_name = "gaussian"
@@ -308,6 +312,7 @@ class Gaussian(Family):
 class Binomial(Family):
     """Binomial proportions of ``trials`` (Bernoulli 0/1 without trials)."""
 
+    links, default_link = ("logit", "probit", "cloglog"), "logit"
     code, canonical_link = 0, "logit"
     uses_trials = pymc_weights = True
     bambi_name = "binomial"
@@ -395,6 +400,7 @@ class _Counts(_LogMeanPrior, Family):
 class Poisson(_Counts):
     """Poisson counts."""
 
+    links, default_link = ("log", "identity", "sqrt"), "log"
     code, canonical_link = 1, "log"
     bambi_name = "poisson"
 
@@ -424,6 +430,7 @@ class Poisson(_Counts):
 class NegativeBinomial(_Counts):
     """Negative binomial counts, Var = mu + mu^2 / k with size k (``shape``; PyMC's ``alpha``)."""
 
+    links, default_link = ("log",), "log"
     code, canonical_link, extra_params = 3, None, ("alpha",)
     bambi_name = "negativebinomial"
 
@@ -462,6 +469,7 @@ class NegativeBinomial(_Counts):
 class Gamma(_LogMeanPrior, Family):
     """Positive continuous response, Var = mu^2 / shape."""
 
+    links, default_link = ("log", "inverse", "identity"), "inverse"
     code, canonical_link, extra_params = 2, "inverse", ("shape",)
     has_dispersion = True
     bambi_name = "gamma"
@@ -504,14 +512,8 @@ class Gamma(_LogMeanPrior, Family):
 
 _CLASSES: dict[str, type[Family]] = {"gaussian": Gaussian, "binomial": Binomial, "poisson": Poisson,
                                      "gamma": Gamma, "negativebinomial": NegativeBinomial}
-FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    # name: (canonical/default link, allowed links)
-    "gaussian": ("identity", ("identity", "log", "inverse")),
-    "binomial": ("logit", ("logit", "probit", "cloglog")),
-    "poisson": ("log", ("log", "identity", "sqrt")),
-    "gamma": ("inverse", ("log", "inverse", "identity")),
-    "negativebinomial": ("log", ("log",)),
-}
+# name: (canonical/default link, allowed links)
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {n: (c.default_link, c.links) for n, c in _CLASSES.items()}
 _ALIASES = {"normal": "gaussian", "bernoulli": "binomial", "negbinomial": "negativebinomial",
             "negative_binomial": "negativebinomial", "nb": "negativebinomial", "Gamma": "gamma"}
 
