@@ -119,30 +119,12 @@ def size_unit(design) -> str:
 # ---------------------------------------------------------------------------------------------
 # one GLM by IRLS
 # ---------------------------------------------------------------------------------------------
-def _irls_pieces(family, y, w):
-    """(mu_start, weights(eta, mu), working response(eta, mu)) from the family's members.
-
-    Until every Family carries ``mu_start`` / ``irls_weights`` / ``working_response``
-    (bayesmixed.families), the same formulas are written here from ``link`` and ``variance``.
-    """
-    link = family.link
-    if hasattr(family, "mu_start"):
-        mu0 = family.mu_start(y, w)
-    else:                      # R's mustart: binomial (w y + 1/2)/(w + 1); others y, kept off zero
-        mu0 = (w * y + 0.5) / (w + 1.0) if family.name == "binomial" else np.maximum(y, 0.1)
-    if hasattr(family, "irls_weights"):
-        weights = lambda eta, mu: family.irls_weights(eta, mu, w)  # noqa: E731
-        working = lambda eta, mu: family.working_response(y, eta, mu)  # noqa: E731
-    else:
-        weights = lambda eta, mu: w * link.mu_eta(eta) ** 2 / family.variance(mu)  # noqa: E731
-        working = lambda eta, mu: eta + (y - mu) / link.mu_eta(eta)  # noqa: E731
-    return mu0, weights, working
-
-
 def glm_fit(X: np.ndarray, y: np.ndarray, family, weights: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Coefficients of one GLM by IRLS (least squares for gaussian identity); NaN when not estimable.
 
-    Not estimable: fewer rows than columns, rank-deficient ``X``, or an MLE at infinity
+    The family supplies the start (``mu_start``), the IRLS weights and the working
+    response. (The one IRLS of the plots; ``bayesmixed.likelihood.glm.glm_fit`` is to
+    replace it once it exists.) Not estimable: fewer rows than columns, rank-deficient ``X``, or an MLE at infinity
     (separation, all successes, all zeros), detected as coefficients running away.
 
     Examples
@@ -164,13 +146,12 @@ def glm_fit(X: np.ndarray, y: np.ndarray, family, weights: np.ndarray, offset: n
         sw = np.sqrt(w)
         return np.linalg.lstsq(X * sw[:, None], (y - offset) * sw, rcond=None)[0]
     link = family.link
-    mu0, irls_w, working = _irls_pieces(family, y, w)
-    eta = link.linkfun(mu0)
+    eta = link.linkfun(family.mu_start(y, w))
     beta = nan
     for _ in range(100):
         mu = link.linkinv(eta)
-        sw = np.sqrt(irls_w(eta, mu))
-        z = working(eta, mu) - offset
+        sw = np.sqrt(family.irls_weights(eta, mu, w))
+        z = family.working_response(y, eta, mu) - offset
         if not (np.all(np.isfinite(sw)) and np.all(np.isfinite(z))):
             return nan
         try:

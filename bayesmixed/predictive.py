@@ -206,9 +206,7 @@ def predictions_at(fit, x: str, at=None, *, group: str | None = None, data=None,
 # ---------------------------------------------------------------------------------------------
 def observed_response(design) -> np.ndarray:
     """The response on the scale replicates are drawn on (successes for ``cbind`` binomials)."""
-    if design.trials is not None:
-        return np.rint(design.y * design.trials)
-    return np.asarray(design.y, dtype=float)
+    return np.asarray(design.family.observed_values(design.y, design.trials), dtype=float)
 
 
 def _posterior_mean_draws(fit, pick) -> np.ndarray:
@@ -225,25 +223,6 @@ def _posterior_mean_draws(fit, pick) -> np.ndarray:
     return d.family.link.linkinv(eta)
 
 
-def _simulate(design, mu, rng, params: dict) -> np.ndarray:
-    """Replicated responses given means ``mu`` (s, n) and per-draw family parameters ``params``.
-
-    The one place that knows how each family draws its response; Family.simulate
-    (bayesmixed.families) takes this over where it exists.
-    """
-    fam = design.family
-    trials = np.asarray(design.trials, dtype=int) if design.trials is not None else None
-    name = fam.name
-    if name == "gaussian" and "sigma" in params:
-        return rng.normal(mu, params["sigma"][:, None] / np.sqrt(design.weights))
-    if name == "binomial":
-        return rng.binomial(trials if trials is not None else 1, mu).astype(float)
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    raise FitError(f"posterior_predictive: family {name!r} has no replicate generator here; "
-                   "sample one with pymc.sample_posterior_predictive on model.pymc_model")
-
-
 def replicate_draws(fit, num_samples: int = 100, seed: int = 0) -> np.ndarray:
     """(num_samples, n) replicated responses from posterior draws (the fit's own group if it has one)."""
     d = fit.design
@@ -257,9 +236,14 @@ def replicate_draws(fit, num_samples: int = 100, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     pick = rng.choice(S, size=min(num_samples, S), replace=False)
     mu = _posterior_mean_draws(fit, pick)
-    names = getattr(d.family, "extra_params", ("sigma", "alpha", "shape"))
-    params = {p: np.asarray(post[p].values).reshape(-1)[pick] for p in names if p in post}
-    return _simulate(d, mu, rng, params)[:num_samples]
+    fam = d.family
+    dispersion = None
+    if fam.dispersion_name is not None:
+        if fam.dispersion_name not in post:
+            raise FitError(f"posterior_predictive: the posterior has no draws of {fam.dispersion_name!r}")
+        dispersion = np.asarray(post[fam.dispersion_name].values).reshape(-1)[pick][:, None]
+    rep = fam.simulate(mu, rng, trials=d.trials, dispersion=dispersion, wt=d.weights)
+    return np.asarray(fam.observed_values(rep, d.trials), dtype=float)[:num_samples]
 
 
 def posterior_predictive(fit, num_samples: int = 100, seed: int = 0):
@@ -267,7 +251,7 @@ def posterior_predictive(fit, num_samples: int = 100, seed: int = 0):
 
     Uses the fit's own ``posterior_predictive`` group when it has one; otherwise
     draws replicated responses from ``num_samples`` posterior draws of ``beta``,
-    ``b_<term>`` and ``sigma`` (gaussian, binomial, poisson). Any ArviZ PPC plot
+    ``b_<term>`` and the family's parameter (``sigma``...), drawn by ``Family.simulate``. Any ArviZ PPC plot
     (``arviz_plots.plot_ppc_dist``, ``plot_ppc_rootogram``...) takes the result.
 
     Examples
@@ -314,15 +298,6 @@ def ppc_frequencies(rep: np.ndarray, yobs: np.ndarray, probs=(0.05, 0.5, 0.95)) 
 
 
 
-def response_label(family) -> str:
-    """Axis label of the predicted mean: ``family.mean_label`` where the family has one."""
-    label = getattr(family, "mean_label", None)
-    if label is not None:
-        return label
-    return {"binomial": "predicted probability", "poisson": "expected count"}.get(family.name, "prediction")
-
-
 __all__ = ["predict_curves", "predictions_at", "posterior_predictive", "replicate_draws", "ppc_frequencies",
            "typical_frame", "predictor_grid", "frame_along", "random_effect_draws", "level_effects",
-           "LevelPredictions", "spread_levels", "observed_response", "is_discrete", "is_categorical", "data_of",
-           "response_label"]
+           "LevelPredictions", "spread_levels", "observed_response", "is_discrete", "is_categorical", "data_of"]

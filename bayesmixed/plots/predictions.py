@@ -8,7 +8,7 @@ from bayesmixed.errors import DesignError
 from bayesmixed.plots._style import legend_outside, method_label, new_ax
 from bayesmixed.pooling import group_terms
 from bayesmixed.predictive import (
-    data_of, is_categorical, predict_curves, predictions_at, response_label, spread_levels,
+    data_of, is_categorical, predict_curves, predictions_at, spread_levels,
 )
 
 
@@ -87,7 +87,7 @@ def plot_predictions(fit, x: str, *, group: str | None = None, levels=None, n_le
         _curves(ax, cur, x, levels)
     _legend(ax, group, levels, is_categorical(data[x]))
     ax.set_xlabel(x)
-    ax.set_ylabel(response_label(fit.design.family))
+    ax.set_ylabel(fit.design.family.mean_label)
     ax.set_title(f"Conditional vs marginal predictions ({method_label(fit)})", fontsize="medium")
     return ax
 
@@ -131,7 +131,7 @@ def _distribution(ax, fit, x, group, at, data, n_draws, seed):
         label = f"{x} = {val:.3g}" if isinstance(val, (int, float, np.number)) else f"{x} = {val}"
         ax.hist(pred.by_level[val], bins=30, alpha=0.45, color=f"C{k}", label=label, gid=f"distribution-{k}")
         ax.axvline(pred.marginal.iloc[k], color=f"C{k}", lw=2, gid=f"marginal-{k}")
-    ax.set_xlabel(response_label(fit.design.family))
+    ax.set_xlabel(fit.design.family.mean_label)
     ax.set_ylabel(f"number of {group} levels")
     ax.set_title(f"Predictions across {group} (lines: marginal)", fontsize="medium")
     legend_outside(ax)
