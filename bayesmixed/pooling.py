@@ -56,7 +56,7 @@ def is_posterior(fit) -> bool:
 def term_covariances(fit) -> list[np.ndarray]:
     """Covariance matrix (k x k) of one level's random effects, per term in ``design.reterms`` order.
 
-    Uses ``fit.covariances()`` when the fit provides it; otherwise reads the ``vcov``
+    Uses ``fit.covariances()`` when the fit provides them; otherwise reads the ``vcov``
     column of ``fit.varcorr`` (for posterior fits: posterior means of the covariances).
 
     Examples
@@ -68,7 +68,10 @@ def term_covariances(fit) -> list[np.ndarray]:
     """
     covs = getattr(fit, "covariances", None)
     if callable(covs):
-        return [np.asarray(c, dtype=float) for c in covs()]
+        try:
+            return [np.asarray(c, dtype=float) for c in covs()]
+        except NotImplementedError:          # a fit face that does not hold its matrices
+            pass
     vc = fit.varcorr
     out = []
     for t in fit.design.reterms:
