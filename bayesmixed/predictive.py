@@ -66,7 +66,7 @@ def frame_along(data: pd.DataFrame, x: str, values) -> pd.DataFrame:
     if isinstance(s.dtype, pd.CategoricalDtype):
         frame[x] = pd.Categorical(values, categories=s.cat.categories, ordered=s.cat.ordered)
     else:
-        frame[x] = values.astype(s.dtype) if is_categorical(s) else values
+        frame[x] = pd.array(list(values), dtype=s.dtype) if is_categorical(s) else values
     return frame
 
 

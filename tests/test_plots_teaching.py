@@ -229,6 +229,21 @@ def test_predictions_categorical_predictor(cbpp):
     assert "period = 1" in _legend_texts(ax)
 
 
+def test_predictions_string_and_boolean_predictors(sleep):
+    data = sleep.copy()
+    data["phase"] = np.where(data["Days"] > 4, "late", "early")          # pandas' default str dtype
+    data["late"] = data["Days"] > 4
+    for x, names in (("phase", ["early", "late"]), ("late", ["False", "True"])):
+        fit = bm.Model(f"Reaction ~ {x} + (1 | Subject)", data).fit()
+        ax = bm.plot_predictions(fit, x, data=data)
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        (bars,) = ax.containers
+        b = fit.fixef.to_numpy()
+        assert bars.lines[0].get_ydata()[1] - bars.lines[0].get_ydata()[0] == pytest.approx(b[1], abs=1.0)
+        ax = bm.plot_predictions(fit, x, data=data, kind="distribution")
+        assert _legend_texts(ax) == [f"{x} = {n}" for n in names]
+
+
 # ---- computation lives outside the plots ---------------------------------------------------------
 def test_plots_read_no_strings():
     """No plot parses varcorr, or branches on family names or method strings."""
@@ -236,6 +251,17 @@ def test_plots_read_no_strings():
     for needle in ("varcorr", "family.name", "method ==", "method in", "POSTERIOR_METHODS", "def _glm_fit",
                    "linkinv("):
         assert needle not in src, needle
+    # the compute modules: no family-name branches; varcorr read in one accessor only
+    import bayesmixed.pooling
+    import bayesmixed.predictive
+
+    for mod in (bayesmixed.pooling, bayesmixed.predictive):
+        text = Path(mod.__file__).read_text()
+        assert "family.name" not in text and ".method ==" not in text and "method in" not in text
+    assert "varcorr" not in Path(bayesmixed.predictive.__file__).read_text()
+    accessor = inspect.getsource(bayesmixed.pooling.term_covariances)
+    text = Path(bayesmixed.pooling.__file__).read_text()
+    assert text.count("= fit.varcorr") == accessor.count("= fit.varcorr") == 1
 
 
 def _plot_modules():

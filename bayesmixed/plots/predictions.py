@@ -128,7 +128,8 @@ def _categories(ax, cur, x, group, levels, prob):
 def _distribution(ax, fit, x, group, at, data, n_draws, seed):
     pred = predictions_at(fit, x, at, group=group, data=data, n_draws=n_draws, seed=seed)
     for k, val in enumerate(pred.by_level.columns):
-        label = f"{x} = {val:.3g}" if isinstance(val, (int, float, np.number)) else f"{x} = {val}"
+        numeric = isinstance(val, (int, float, np.number)) and not isinstance(val, (bool, np.bool_))
+        label = f"{x} = {val:.3g}" if numeric else f"{x} = {val}"
         ax.hist(pred.by_level[val], bins=30, alpha=0.45, color=f"C{k}", label=label, gid=f"distribution-{k}")
         ax.axvline(pred.marginal.iloc[k], color=f"C{k}", lw=2, gid=f"marginal-{k}")
     ax.set_xlabel(fit.design.family.mean_label)
