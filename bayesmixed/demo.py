@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import bayesmixed as bm
+
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
@@ -40,8 +42,7 @@ def _side_by_side(reml, nuts) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _fit_nuts(model, draws: int, tune: int, chains: int, seed: int):
     """Short NUTS run; returns None (with the reason printed) when the engine is missing."""
     try:
-        from bayesmixed.bayes import fit_bayes  # noqa: F401
-        import bayesmixed.bayes.sample  # noqa: F401
+        import pymc  # noqa: F401
     except ImportError as exc:
         print(f"NUTS: skipped, the Bayesian engine is not available in this build ({exc})")
         return None
@@ -61,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    import bayesmixed as bm
 
     ap = argparse.ArgumentParser(prog="python -m bayesmixed.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo_output", help="folder for the PNG files (created)")
