@@ -360,7 +360,7 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
     idata = assemble_idata(trace, design)
     names = posterior_param_names(design, idata["posterior"])
     diagnostics = check_diagnostics(idata, names, chains=chains, target_accept=target_accept,
-                                    maxdepth=int(kwargs.get("maxdepth", 10)))
+                                    maxdepth=int(kwargs.get("maxdepth", 10)), stacklevel=4)   # the caller of fit()
     return PosteriorDraws(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
                           settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                         target_accept=target_accept, centered=centered),

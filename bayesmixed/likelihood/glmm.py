@@ -145,7 +145,8 @@ def _moment_shape(dev: LaplaceDeviance, mu: np.ndarray) -> float:
     return float(np.clip(k, 0.05, 1e4))
 
 
-def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
+def _start_family(design: MixedDesign, shape: float | None) -> tuple[Family, bool]:
+    """The family to start from and whether its negative-binomial shape is estimated."""
     fam = design.family
     nb = fam.name == "negativebinomial"
     estimate_shape = nb and shape is None and fam.shape is None
@@ -158,6 +159,11 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
             st0 = pois.pirls(opt0.x)
             k0 = _moment_shape(pois, st0.mu)
         fam = fam.with_shape(k0)
+    return fam, estimate_shape
+
+
+def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
+    fam, estimate_shape = _start_family(design, shape)
     dev = LaplaceDeviance(design, family=fam)
     theta0, beta0 = _start_values(design, start)
     lower = design.lower
@@ -218,25 +224,30 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     opt = OptResult(x=pars, fun=float(f_opt), n_evals=n_eval1 + opt2.n_evals, status=opt2.status,
                     messages=list(opt1.messages) + list(opt2.messages))
 
-    # ---- checks and warnings
-    singular = is_singular(theta, lower)
+    return _checked_optimum(design, dev, nAGQ=nAGQ, theta=theta, beta=beta, st=st, f_opt=float(f_opt), opt=opt,
+                            check_conv=check_conv, shape_estimated=estimate_shape)
+
+
+def _checked_optimum(design, dev, *, nAGQ, theta, beta, st, f_opt, opt, check_conv, shape_estimated):
+    """The optimum with lme4's checks run: singular fit, separation, convergence (warnings at the caller)."""
+    singular = is_singular(theta, design.lower)
     issued, msgs = [], list(opt.messages)
     if singular:
         issued.append("singular")
-        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=4)
+        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=5)
     sep = _separation_message(dev, st, beta)
     if sep:
         issued.append("separation")
-        warnings.warn(sep, SeparationWarning, stacklevel=4)
+        warnings.warn(sep, SeparationWarning, stacklevel=5)
         msgs.append(sep)
     out = GlmmOptimum(design=design, family=dev.family, nAGQ=nAGQ, theta=theta, beta=beta, state=st,
-                      objective=float(f_opt), devfun=dev, opt=opt, sigma=_sigma(dev.family, design, st),
+                      objective=f_opt, devfun=dev, opt=opt, sigma=_sigma(dev.family, design, st),
                       is_singular=singular, warnings_issued=tuple(issued), conv_messages=tuple(msgs),
-                      shape_estimated=estimate_shape)
+                      shape_estimated=shape_estimated)
     if check_conv and not singular:
         conv = out.convergence_messages()
         for m in conv:
-            warnings.warn(m, ConvergenceWarning, stacklevel=4)
+            warnings.warn(m, ConvergenceWarning, stacklevel=5)
         out.conv_messages = tuple(msgs + conv)
     return out
 

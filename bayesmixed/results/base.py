@@ -136,6 +136,10 @@ class MixedFit:
     def _residual_vcov(self) -> float | None:
         return None
 
+    def _varcorr(self) -> pd.DataFrame:
+        return varcorr_frame(self.design, self.covariances(), self._residual_sd, sdcor=self._varcorr_sdcor(),
+                             residual_vcov=self._residual_vcov())
+
     @cached_property
     def varcorr(self) -> pd.DataFrame:
         """Variance components as R's ``as.data.frame(VarCorr(fit))``: ``grp, var1, var2, vcov, sdcor``.
@@ -147,8 +151,7 @@ class MixedFit:
         >>> list(fit.varcorr["grp"])
         ['Subject', 'Residual']
         """
-        return varcorr_frame(self.design, self.covariances(), self._residual_sd, sdcor=self._varcorr_sdcor(),
-                             residual_vcov=self._residual_vcov())
+        return self._varcorr()
 
     # ---- random effects ---------------------------------------------------------------
     def _b_vector(self) -> np.ndarray:
@@ -332,8 +335,8 @@ class MixedFit:
         return (out["estimate"] - crit * out["std_error"]).to_numpy(), \
             (out["estimate"] + crit * out["std_error"]).to_numpy()
 
-    def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
-             **kwargs) -> pd.DataFrame:
+    def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95,
+             effects=("fixed", "ran_pars")) -> pd.DataFrame:
         """broom.mixed-style table, one column contract for every fit.
 
         Columns ``effect, group, term, estimate, std_error, statistic, df, p_value``
@@ -348,9 +351,13 @@ class MixedFit:
         ['effect', 'group', 'term', 'estimate', 'std_error', 'statistic', 'df', 'p_value',
          'conf_low', 'conf_high']
         """
-        out = self._tidy_frame(effects, **kwargs)
+        return self._tidy(conf_int, conf_level, effects)
+
+    def _tidy(self, conf_int: bool, conf_level: float, effects, **opts) -> pd.DataFrame:
+        """``tidy()`` with a fit's own options (``ddf``, ``conf_method``) passed to its hooks."""
+        out = self._tidy_frame(effects, **opts)
         if conf_int:
-            out["conf_low"], out["conf_high"] = self._tidy_intervals(out, conf_level, **kwargs)
+            out["conf_low"], out["conf_high"] = self._tidy_intervals(out, conf_level, **opts)
         return out
 
     # ---- summary ---------------------------------------------------------------------

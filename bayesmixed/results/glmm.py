@@ -173,7 +173,7 @@ class GlmmFit(LikelihoodFit):
     def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
              ddf: str = "z") -> pd.DataFrame:
         """broom.mixed-style table: fixed effects with Wald z tests, then variance parameters."""
-        return super().tidy(conf_int=conf_int, conf_level=conf_level, effects=effects, ddf="z")
+        return self._tidy(conf_int, conf_level, effects, ddf="z")
 
     def _fixed_table(self, conf_level: float = 0.95) -> pd.DataFrame:
         z = self.fixef / self.fixef_se

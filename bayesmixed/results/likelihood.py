@@ -19,6 +19,12 @@ class LikelihoodFit(MixedFit):
     Attributes mirror lme4's accessors: ``fixef``, ``fixef_se``, ``vcov``, ``ranef``
     (conditional modes), ``coef``, ``varcorr``, ``sigma``, ``loglik``, ``aic``...
 
+    Parameters
+    ----------
+    optimum : LmmOptimum
+        What the engine returned (``bayesmixed.likelihood.lmm.optimize_lmm``); ``Model.fit``
+        builds the fit from it.
+
     Attributes
     ----------
     design : MixedDesign
@@ -163,7 +169,7 @@ class LikelihoodFit(MixedFit):
         2   Subject  Intercept  Days    9.6   0.07
         3  Residual        NaN   NaN  654.9  25.59
         """
-        return MixedFit.varcorr.func(self)
+        return self._varcorr()
 
     @cached_property
     def _condvar_blocks(self) -> list[np.ndarray]:
@@ -339,7 +345,7 @@ class LikelihoodFit(MixedFit):
         0  Intercept    251.41  17.0    237.01     265.80
         1       Days     10.47  17.0      7.21      13.73
         """
-        return super().tidy(conf_int=conf_int, conf_level=conf_level, effects=effects, ddf=ddf)
+        return self._tidy(conf_int, conf_level, effects, ddf=ddf)
 
     # ---- summary ----------------------------------------------------------------------
     def summary(self, *, conf_level: float = 0.95) -> Summary:

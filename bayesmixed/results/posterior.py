@@ -13,7 +13,6 @@ import pandas as pd
 
 from bayesmixed.errors import DesignError
 from bayesmixed.results.base import MixedFit
-from bayesmixed.results.display import Summary
 from bayesmixed.results.predict import check_type, eta_draws
 
 
@@ -187,7 +186,7 @@ class PosteriorFit(MixedFit):
         are the highest-density interval of the draws (equal-tailed with
         ``conf_method="eti"``). R-hat and ESS are in :meth:`mcmc_diagnostics`.
         """
-        return super().tidy(conf_int=conf_int, conf_level=conf_level, effects=effects, conf_method=conf_method)
+        return self._tidy(conf_int, conf_level, effects, conf_method=conf_method)
 
     def mcmc_diagnostics(self, effects=("fixed", "ran_pars", "aux")) -> pd.DataFrame:
         """Rank R-hat and bulk ESS of each parameter, in the rows of :meth:`tidy`."""
