@@ -104,6 +104,8 @@ class MixedFit:
     method: str
     sigma: float | None = None
     _covs: list[np.ndarray] | None = None
+    _beta: np.ndarray | None = None
+    _vcov: np.ndarray | None = None
     _residual_default = "response"
 
     # ---- variance components ----------------------------------------------------------
@@ -152,6 +154,35 @@ class MixedFit:
         ['Subject', 'Residual']
         """
         return self._varcorr()
+
+    # ---- fixed effects (point fits: beta and its covariance) ----------------------------
+    def _vcov_beta(self) -> np.ndarray:
+        return self._vcov
+
+    def _fixef_series(self) -> pd.Series:
+        return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
+
+    def _vcov_frame(self) -> pd.DataFrame:
+        names = list(self.design.fixef_names)
+        return pd.DataFrame(self._vcov_beta(), index=names, columns=names)
+
+    def _fixef_se_series(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="std_error")
+
+    @cached_property
+    def fixef(self) -> pd.Series:
+        """Fixed-effect estimates (posterior means for posterior fits)."""
+        return self._fixef_series()
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (the posterior covariance for posterior fits)."""
+        return self._vcov_frame()
+
+    @property
+    def fixef_se(self) -> pd.Series:
+        """Standard errors of the fixed effects (posterior sds for posterior fits)."""
+        return self._fixef_se_series()
 
     # ---- random effects ---------------------------------------------------------------
     def _b_vector(self) -> np.ndarray:

@@ -123,7 +123,7 @@ class LikelihoodFit(MixedFit):
         >>> fit.fixef.round(3).to_dict()
         {'Intercept': 251.405, 'Days': 10.467}
         """
-        return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
+        return self._fixef_series()
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -138,8 +138,10 @@ class LikelihoodFit(MixedFit):
         Intercept      46.57 -1.45
         Days           -1.45  2.39
         """
-        names = list(self.design.fixef_names)
-        return pd.DataFrame(self._optimum.vcov_beta(), index=names, columns=names)
+        return self._vcov_frame()
+
+    def _vcov_beta(self) -> np.ndarray:
+        return self._optimum.vcov_beta()
 
     @property
     def fixef_se(self) -> pd.Series:
@@ -152,7 +154,7 @@ class LikelihoodFit(MixedFit):
         >>> fit.fixef_se.round(3).to_dict()
         {'Intercept': 6.825, 'Days': 1.546}
         """
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="std_error")
+        return self._fixef_se_series()
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from bayesmixed.results.base import MixedFit
 from bayesmixed.results.idata import normal_approximation_idata
@@ -41,19 +40,6 @@ class MapFit(MixedFit):
 
     def _b_vector(self) -> np.ndarray:
         return self._b
-
-    @property
-    def fixef(self) -> pd.Series:
-        return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
-
-    @property
-    def vcov(self) -> pd.DataFrame:
-        names = list(self.design.fixef_names)
-        return pd.DataFrame(self._vcov, index=names, columns=names)
-
-    @property
-    def fixef_se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self._vcov)), index=self.fixef.index, name="std_error")
 
     def _summary_title(self) -> str:
         return "REML-equivalent MAP (PyMC marginal posterior mode, flat priors)"
