@@ -83,11 +83,13 @@ def ran_pars_rows(varcorr: pd.DataFrame) -> list[tuple[str, str, float]]:
 class MixedFit:
     """Shared face of every fit: ``fixef``, ``ranef``, ``coef``, ``varcorr``, ``tidy``, ``predict``...
 
-    A fit holds its per-term covariance matrices (``covariances()``), the residual
-    scale ``sigma`` (None without one) and either a point estimate of beta with its
-    covariance, or draws. Subclasses provide ``fixef``, ``fixef_se``, ``vcov`` and the
-    random effects as one vector ``_b_vector()`` (term by term, level-major); posterior
-    fits also give ``_beta_draws()``/``_b_draws()`` over their draws.
+    A fit holds its per-term covariance matrices (``_covs``, returned by
+    ``covariances()``), the residual scale ``sigma`` (None without one) and either a
+    point estimate of beta with its covariance (``_beta``, ``_vcov``) or draws; the
+    random effects are one vector ``_b_vector()`` (term by term, level-major), and
+    posterior fits give ``_beta_draws()``/``_b_draws()`` over their draws. From these the
+    base derives ``varcorr``, ``tidy()``, ``summary()`` and ``predict()``; subclasses
+    add their criteria and fill the summary's hooks (``_summary_title`` ...).
 
     Examples
     --------
