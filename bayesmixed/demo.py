@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import bayesmixed as bm
+from bayesmixed.datasets import load_dataset
+from bayesmixed.model import Model
+from bayesmixed.plots import plot_design, plot_ppc, plot_ranef, plot_shrinkage
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    data = bm.load_dataset("sleepstudy")
-    model = bm.Model(FORMULA, data)
+    data = load_dataset("sleepstudy")
+    model = Model(FORMULA, data)
     t0 = time.perf_counter()
     reml = model.fit()
     print(f"REML fit of {FORMULA} in {time.perf_counter() - t0:.2f} s\n")
@@ -92,20 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     paths = []
-    ax = bm.plot_shrinkage(reml, params="Intercept", compare=nuts)
+    ax = plot_shrinkage(reml, params="Intercept", compare=nuts)
     paths.append(out / "shrinkage.png")
     ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    ax = bm.plot_shrinkage(reml, compare=nuts)
+    ax = plot_shrinkage(reml, compare=nuts)
     paths.append(out / "shrinkage_2d.png")
     ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    fig = bm.plot_ranef(nuts if nuts is not None else reml)
+    fig = plot_ranef(nuts if nuts is not None else reml)
     paths.append(out / "caterpillar.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    fig = bm.plot_design(reml)
+    fig = plot_design(reml)
     paths.append(out / "design.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     if nuts is not None:
-        ax = bm.plot_ppc(nuts)
+        ax = plot_ppc(nuts)
         paths.append(out / "ppc.png")
         ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close("all")
