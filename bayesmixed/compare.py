@@ -102,7 +102,7 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
         raise DesignError("compare() takes a dict of at least two posterior fits: {'name': fit, ...}")
     idatas = {}
     for name, f in fits.items():
-        if getattr(f, "method", None) != "nuts":
+        if not getattr(f, "is_posterior", False):
             raise DesignError(f"{name!r} is not a posterior fit (method='nuts'); use bm.anova() for "
                               "likelihood fits")
         idatas[name] = f.idata

@@ -235,3 +235,10 @@ def test_fits_warn_as_before(sleep_model):
         warnings.simplefilter("always")
         sleep_model.fit()
     assert not [w for w in rec if issubclass(w.category, bm.SingularFitWarning)]
+
+
+def test_fits_say_whether_they_are_posteriors(reml, laplace, map_fit, posterior):
+    assert (reml.is_posterior, laplace.is_posterior, map_fit.is_posterior, posterior.is_posterior) == \
+        (False, False, False, True)
+    with pytest.raises(bm.DesignError, match="not a posterior fit"):
+        bm.compare({"a": reml, "b": posterior})

@@ -60,6 +60,8 @@ class LikelihoodFit(MixedFit):
     (25.59, [0.967, 0.015, 0.231])
     """
 
+    is_posterior = False     # a point estimate (plots and comparisons ask this, not method)
+
     def __init__(self, optimum):
         o = optimum
         self._optimum = o

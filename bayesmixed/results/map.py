@@ -26,6 +26,7 @@ class MapFit(MixedFit):
     """
 
     method = "map"
+    is_posterior = False      # a point estimate (plots and comparisons ask this, not method)
 
     def __init__(self, mode):
         self.design = mode.design

@@ -59,6 +59,7 @@ class PosteriorFit(MixedFit):
     """
 
     method = "nuts"
+    is_posterior = True      # draws behind every summary (plots and comparisons ask this, not method)
 
     def __init__(self, draws):
         self._engine = draws
