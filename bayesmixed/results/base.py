@@ -11,6 +11,7 @@ from scipy import stats
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
 from bayesmixed.results.display import Summary, formula_label, random_effects_text
+from bayesmixed.results.interpret import InterpretMixin
 from bayesmixed.results.predict import check_type, eta_draws
 
 TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "statistic", "df", "p_value"]
@@ -80,7 +81,7 @@ def ran_pars_rows(varcorr: pd.DataFrame) -> list[tuple[str, str, float]]:
     return out
 
 
-class MixedFit:
+class MixedFit(InterpretMixin):
     """Shared face of every fit: ``fixef``, ``ranef``, ``coef``, ``varcorr``, ``tidy``, ``predict``...
 
     A fit holds its per-term covariance matrices (``_covs``, returned by
@@ -104,6 +105,7 @@ class MixedFit:
 
     design: MixedDesign
     method: str
+    data = None               # the user's data frame (set by Model.fit; interpretation reads it)
     sigma: float | None = None
     _covs: list[np.ndarray] | None = None
     _beta: np.ndarray | None = None
