@@ -1,0 +1,1 @@
+"""Inference beyond Wald: profile intervals, parametric bootstrap, Kenward-Roger, PB tests."""
