@@ -50,3 +50,16 @@ def test_pb_pvalue_within_monte_carlo_error(case):
     assert abs(p - q) < 4 * se
     r = res.attrs["ref"]
     assert abs(r.mean() - ref["ref_mean"]) < 4 * np.sqrt(2) * ref["ref_sd"] / np.sqrt(n)
+
+
+def test_pb_glmm_and_mismatched_rows():
+    d = bm.load_dataset("cbpp")
+    m0 = bm.Model("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", d, family="binomial").fit()
+    m1 = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", d, family="binomial").fit()
+    res = pb_test(m0, m1, nsim=4, seed=1)
+    assert res.loc["LRT", "stat"] == pytest.approx(2 * (m1.loglik - m0.loglik))
+    assert res.loc["LRT", "df"] == 3 and np.all(np.isfinite(res.attrs["ref"]))
+    other = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", d.iloc[:40],
+                     family="binomial").fit()
+    with pytest.raises(bm.errors.DesignError, match="different rows"):
+        pb_test(m0, other, nsim=2, seed=1)

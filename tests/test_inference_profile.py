@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,25 @@ def test_varpar_roundtrip_and_psd():
     np.testing.assert_allclose(pars, vc["sdcor"].to_numpy()[[0, 2, 1, 3]], rtol=1e-10)
     np.testing.assert_allclose(vp.to_theta([10.0, 1.0, 2.0, 5.0]), [2.0, 0.4, 0.0], atol=1e-12)
     assert psd_cholesky(np.array([[1.0, 0.0], [0.0, -1.0]])) is None
+
+
+@pytest.mark.slow
+def test_glmer_profile_confint_matches_lme4():
+    fit = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.load_dataset("cbpp"),
+                   family="binomial").fit()
+    ci = profile_confint(fit)
+    ref = reference()["profile"]["cbpp_glmer"]
+    assert list(ci.index) == ["sd_(Intercept)|herd", "Intercept", "period[T.2]", "period[T.3]", "period[T.4]"]
+    assert len(ref["rows"]) == len(ci) and ref["rows"][0] == ci.index[0]
+    # the Laplace criterion is optimised to ~1e-8 on both sides: ends agree to ~5e-5
+    np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=1e-3)
+    np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=1e-3)
+
+
+def test_glmm_with_scale_is_refused():
+    d = bm.load_dataset("cbpp").assign(y=lambda x: x["incidence"] + 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bm.Model("y ~ period + (1 | herd)", d, family="gamma").fit()
+    with pytest.raises(bm.errors.DesignError, match="scale parameter"):
+        profile_confint(fit)

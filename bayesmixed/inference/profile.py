@@ -8,7 +8,8 @@ held through an offset while theta is re-optimised. The signed square root of th
 deviance increase, zeta, is recorded; the grid is stepped by lme4's rule (steps of
 ``delta = cutoff / 8`` in zeta, up to ``cutoff = sqrt(qchisq(0.99, n_par))``), and
 the interval ends are read off the inverse interpolating spline at
-``zeta = +-qnorm((1 + level) / 2)``.
+``zeta = +-qnorm((1 + level) / 2)``. GLMM fits (binomial, Poisson, negative binomial)
+are profiled on their Laplace / AGQ criterion over sd / cor and the fixed effects jointly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bayesmixed.inference.spline import BackSpline, linear_inverse
 from bayesmixed.inference.varpar import VarParMap
 from bayesmixed.likelihood.lmm import fit_lmm
 from bayesmixed.likelihood.optimize import minimize_bobyqa
+from bayesmixed.likelihood.pirls import LaplaceDeviance
 from bayesmixed.likelihood.pls import ProfiledDeviance
 
 MAXPTS = 100          # lme4: maxpts
@@ -153,12 +155,14 @@ def _fixef_zeta(ml, base, j):
 
 
 def profile(fit, parm=None) -> dict[str, pd.DataFrame]:
-    """Likelihood profiles of the parameters of an LMM fit (lme4's ``profile(fit)``).
+    """Likelihood profiles of the parameters of an LMM or GLMM fit (lme4's ``profile(fit)``).
 
     Parameters
     ----------
-    fit : LikelihoodFit
-        A REML or ML fit; profiles are of the ML deviance, as in lme4.
+    fit : LikelihoodFit or GlmmFit
+        A REML or ML fit (profiles are of the ML deviance, as in lme4), or a Laplace /
+        AGQ fit of a GLMM without a scale parameter (the criterion over sd / cor and
+        the fixed effects jointly, as lme4 profiles glmer fits).
     parm : list of str, optional
         Parameter names (``sd_(Intercept)|Subject``, ``sigma``, fixed-effect names),
         or ``"theta_"`` / ``"beta_"`` for all variance / fixed-effect parameters.
@@ -176,8 +180,10 @@ def profile(fit, parm=None) -> dict[str, pd.DataFrame]:
     >>> bool(pr["sigma"]["zeta"].abs().max() > 2.0)
     True
     """
-    if getattr(fit.design.family, "is_gaussian_identity", False) is not True or not hasattr(fit, "reml"):
-        raise DesignError("profile intervals are implemented for linear mixed models (method='reml'/'ml')")
+    if fit.method in ("laplace", "agq"):
+        return _profile_glmm(fit, parm)
+    if fit.method not in ("reml", "ml"):
+        raise DesignError(f"profile intervals need a likelihood fit, not method={fit.method!r}")
     ml = ml_refit(fit)
     d = ml.design
     vp = VarParMap(d)
@@ -209,6 +215,58 @@ def profile(fit, parm=None) -> dict[str, pd.DataFrame]:
     return {n: out[n] for n in names if n in out}
 
 
+def _profile_glmm(fit, parm) -> dict[str, pd.DataFrame]:
+    """GLMM profiles (lme4's profile.merMod for glmer): every parameter, the others (sd/cor and
+    beta) re-optimised jointly on the Laplace or AGQ criterion."""
+    d = fit.design
+    if fit.family.has_dispersion:
+        raise DesignError("profiles of GLMMs with a scale parameter are not available (nor in lme4); "
+                          "use the parametric bootstrap (confint(method='boot'))")
+    vp = VarParMap(d, use_sigma=False)
+    names = list(vp.names) + list(d.fixef_names)
+    which = _which(parm, vp.names, d.fixef_names)
+    dev = LaplaceDeviance(d, family=fit.family)
+    nv = len(vp.names)
+
+    def f(pars: np.ndarray) -> float:
+        theta = vp.to_theta(pars[:nv])
+        if theta is None:
+            return np.inf
+        full = np.concatenate([theta, pars[nv:]])
+        try:
+            val = dev(full) if fit.nAGQ == 1 else dev.agq(full, fit.nAGQ)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf
+        return float(val) if np.isfinite(val) else np.inf
+
+    opt = np.concatenate([vp.from_theta(fit.theta), fit.fixef.to_numpy()])
+    lower = np.concatenate([vp.lower, np.full(d.p, -np.inf)])
+    upper = np.concatenate([vp.upper, np.full(d.p, np.inf)])
+    jvp = _JointBounds(lower, upper)
+    base = float(fit.objective)
+    cutoff = float(np.sqrt(stats.chi2.ppf(0.99, len(names))))
+    delta = cutoff / 8
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for w, name in enumerate(names):
+            if name not in which:
+                continue
+            zfun = _varpar_zeta(f, base, opt, w, jvp)
+            pw = opt[w]
+            shift = 1e-3 if pw == 0 else pw * 1.01
+            xs, zs = _walk(zfun, (0.0, pw, np.delete(opt, w)), shift, delta, lower[w], upper[w], cutoff)
+            out[name] = pd.DataFrame({"value": xs, "zeta": zs})
+    return out
+
+
+class _JointBounds:
+    """Bounds of the joint (sd / cor, beta) vector, in the shape ``_varpar_zeta`` reads."""
+
+    def __init__(self, lower, upper) -> None:
+        self.lower, self.upper = lower, upper
+
+
 def _which(parm, vnames, fnames) -> list[str]:
     allnames = list(vnames) + list(fnames)
     if parm is None:
@@ -233,8 +291,8 @@ def profile_confint(fit, level: float = 0.95, parm=None, profiles=None) -> pd.Da
 
     Parameters
     ----------
-    fit : LikelihoodFit
-        A REML or ML fit of a linear mixed model.
+    fit : LikelihoodFit or GlmmFit
+        A REML or ML fit of a linear mixed model, or a Laplace / AGQ GLMM fit.
     level : float
         Confidence level.
     parm : list of str, optional
