@@ -26,6 +26,11 @@ profile_ref <- list(
   Penicillin = prof(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin),
   sleepstudy_uncor = prof(Reaction ~ Days + (Days || Subject), sleepstudy)
 )
+gm <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial)
+gci <- suppressMessages(confint(gm, method = "profile", oldNames = FALSE))
+profile_ref$cbpp_glmer <- list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                               family = "binomial", rows = rownames(gci),
+                               lower = unname(gci[, 1]), upper = unname(gci[, 2]))
 
 kr <- function(formula, data) {
   fit <- lmerTest::lmer(formula, data, REML = TRUE)
