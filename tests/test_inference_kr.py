@@ -44,3 +44,12 @@ def test_kenward_roger_balanced_equals_satterthwaite_and_ml_refit():
     L = np.array([[0.0, 1.0]])
     assert kr.ddf(L) == pytest.approx(kr.df["Days"])
     assert kr.ddf(np.eye(2)) > 0
+
+
+def test_kenward_roger_with_weights_scales_the_residual():
+    # constant weights w: the model is the same with sigma^2 / w, so df and the adjusted vcov are unchanged
+    d = sleep_unbalanced()
+    base = kenward_roger(bm.Model("Reaction ~ Days + (Days | Subject)", d).fit())
+    w = kenward_roger(bm.Model("Reaction ~ Days + (Days | Subject)", d, weights=np.full(len(d), 4.0)).fit())
+    np.testing.assert_allclose(w.df, base.df, rtol=1e-4)
+    np.testing.assert_allclose(w.vcov.to_numpy(), base.vcov.to_numpy(), rtol=1e-4)

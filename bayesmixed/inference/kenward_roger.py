@@ -59,7 +59,7 @@ def sigma_g(fit) -> tuple[list[np.ndarray], np.ndarray]:
             M = (Zc[r] @ Zc[c].T).toarray()
             G.append(M if r == c else M + M.T)
             gamma.append(C[r, c])
-    G.append(np.eye(d.n))
+    G.append(np.diag(1.0 / d.weights))        # residual: sigma^2 W^-1 (pbkrtest assumes W = I)
     gamma.append(fit.sigma**2)
     return G, np.array(gamma)
 
@@ -73,6 +73,8 @@ def vcov_adjusted(fit) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     if d.n > MAX_N:
         raise DesignError(f"Kenward-Roger needs dense n x n matrices; {d.n} rows is more than {MAX_N}: "
                           "use ddf='Satterthwaite'")
+    if np.any(d.weights <= 0):
+        raise DesignError("Kenward-Roger needs positive prior weights (drop the rows with weight 0)")
     X = d.X
     Phi = fit.vcov.to_numpy()
     G, gamma = sigma_g(fit)
