@@ -53,3 +53,14 @@ def test_kenward_roger_with_weights_scales_the_residual():
     w = kenward_roger(bm.Model("Reaction ~ Days + (Days | Subject)", d, weights=np.full(len(d), 4.0)).fit())
     np.testing.assert_allclose(w.df, base.df, rtol=1e-4)
     np.testing.assert_allclose(w.vcov.to_numpy(), base.vcov.to_numpy(), rtol=1e-4)
+
+
+def test_woodbury_equals_pbkrtest_dense_algorithm():
+    from bayesmixed.inference.kenward_roger import vcov_adjusted
+
+    d = sleep_unbalanced()
+    fit = bm.Model("Reaction ~ Days + (Days || Subject)", d, weights=np.linspace(1, 2, len(d))).fit()
+    A, P, W = vcov_adjusted(fit)
+    B, P2, W2 = vcov_adjusted(fit, dense=True)
+    np.testing.assert_allclose(A, B, rtol=1e-10)
+    np.testing.assert_allclose(W, W2, rtol=1e-8)

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
 from bayesmixed.errors import DesignError
 from bayesmixed.likelihood.lmm import fit_lmm
 
-MAX_N = 4000
+MAX_N = 4000            # dense (checking) path: n x n matrices
+MAX_Q = 8000            # default path: q x q dense products
 
 
 def _reml_fit(fit):
@@ -64,23 +66,16 @@ def sigma_g(fit) -> tuple[list[np.ndarray], np.ndarray]:
     return G, np.array(gamma)
 
 
-def vcov_adjusted(fit) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Kenward-Roger adjusted covariance of beta, with the P matrices and W (pbkrtest's vcovAdj).
-
-    Returns ``(Phi_A, P, W)``.
-    """
+def _dense_pieces(fit):
+    """Traces K, P_i and Q_ij with explicit n x n matrices (pbkrtest's algorithm, for checking)."""
     d = fit.design
     if d.n > MAX_N:
-        raise DesignError(f"Kenward-Roger needs dense n x n matrices; {d.n} rows is more than {MAX_N}: "
-                          "use ddf='Satterthwaite'")
-    if np.any(d.weights <= 0):
-        raise DesignError("Kenward-Roger needs positive prior weights (drop the rows with weight 0)")
+        raise DesignError(f"the dense Kenward-Roger computation holds n x n matrices; {d.n} rows is more "
+                          f"than {MAX_N}")
     X = d.X
-    Phi = fit.vcov.to_numpy()
     G, gamma = sigma_g(fit)
     Sigma = sum(g * Gi for g, Gi in zip(gamma, G))
-    cf = np.linalg.cholesky(Sigma)
-    Linv = np.linalg.solve(cf, np.eye(d.n))
+    Linv = np.linalg.solve(np.linalg.cholesky(Sigma), np.eye(d.n))
     SigmaInv = Linv.T @ Linv
     T = SigmaInv @ X
     H = [Gi @ SigmaInv for Gi in G]
@@ -88,15 +83,102 @@ def vcov_adjusted(fit) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     del G, Sigma
     O = [Hi @ X for Hi in H]
     P = [-(Oi.T @ T) for Oi in O]
-    P = [(Pi + Pi.T) / 2 for Pi in P]
     SO = [SigmaInv @ Oi for Oi in O]
     Q = {(r, s): O[r].T @ SO[s] for r in range(k) for s in range(r, k)}
+    K = np.array([[float(np.sum(H[i].T * H[j])) for j in range(k)] for i in range(k)])
+    return K, P, Q
+
+
+def _param_blocks(d) -> list:
+    """Sparse q x q matrices D_i with ``dV / dgamma_i = Z D_i Z'`` for each covariance element."""
+    out = []
+    for t, sl in zip(d.reterms, d.b_slices):
+        rows, cols = t._tril if t.correlated else (np.arange(t.n_cols), np.arange(t.n_cols))
+        for r, c in zip(rows, cols):
+            E = np.zeros((t.n_cols, t.n_cols))
+            E[r, c] = E[c, r] = 1.0
+            blk = sp.kron(sp.eye_array(t.n_levels), E, format="csr")
+            D = sp.lil_array((d.q, d.q))
+            D[sl, sl] = blk
+            out.append(sp.csr_array(D))
+    return out
+
+
+def _woodbury_pieces(fit):
+    """Traces K, P_i and Q_ij without n x n matrices.
+
+    ``V = sigma^2 (Z Lambda Lambda' Z' + W^-1)``, so ``V^-1 = (W - W U M^-1 U' W) / sigma^2``
+    with ``U = Z Lambda`` and ``M = U' W U + I``: every piece is a q x q or q x p product.
+    """
+    d = fit.design
+    if d.q > MAX_Q:
+        raise DesignError(f"Kenward-Roger needs dense q x q matrices; {d.q} random effects is more than "
+                          f"{MAX_Q}: use ddf='Satterthwaite'")
+    s2 = fit.sigma**2
+    w = d.weights
+    X, Z = d.X, d.Z
+    Lam = d.Lambda(fit.theta)
+    ZW = sp.csr_array(Z.T @ sp.diags_array(w))
+    ZWZ = (ZW @ Z).toarray()
+    ZWX = np.asarray(ZW @ X)
+    XWX = X.T @ (w[:, None] * X)
+    UWZ = np.asarray(Lam.T @ ZWZ)
+    UWX = np.asarray(Lam.T @ ZWX)
+    UWU = np.asarray(UWZ @ Lam)
+    cf = sla.cho_factor(UWU + np.eye(d.q))
+    az, ax = sla.cho_solve(cf, UWZ), sla.cho_solve(cf, UWX)
+    C = (ZWZ - UWZ.T @ az) / s2                       # Z' V^-1 Z
+    B = (ZWX - UWZ.T @ ax) / s2                       # Z' V^-1 X
+
+    def srs(AWA, UA1, a1, UA2, a2):                   # A1' V^-1 W^-1 V^-1 A2, a = M^-1 U'W A
+        return (AWA - UA1.T @ a2 - a1.T @ UA2 + a1.T @ UWU @ a2) / s2**2
+
+    SRS_zz = srs(ZWZ, UWZ, az, UWZ, az)
+    SRS_zx = srs(ZWX, UWZ, az, UWX, ax)
+    SRS_xx = srs(XWX, UWX, ax, UWX, ax)
+    RY = (X - Z @ (Lam @ ax)) / s2                    # W^-1 V^-1 X
+    URY = np.asarray(Lam.T @ (ZW @ RY))
+    Q_rr = (RY.T @ (w[:, None] * RY) - URY.T @ sla.cho_solve(cf, URY)) / s2
+    MU = sla.cho_solve(cf, UWU)
+    tr_rr = (d.n - 2 * np.trace(MU) + np.sum(MU * MU.T)) / s2**2
+    D = _param_blocks(d)
+    DC = [Di @ C for Di in D]
+    DB = [Di @ B for Di in D]
+    nr = len(D)
+    k = nr + 1
+    K = np.empty((k, k))
+    P, Q = [], {}
+    for i in range(nr):
+        P.append(-(B.T @ DB[i]))
+        for j in range(i, nr):
+            K[i, j] = K[j, i] = np.sum(DC[i] * DC[j].T)
+            Q[i, j] = DB[i].T @ C @ DB[j]
+        K[i, nr] = K[nr, i] = float(D[i].multiply(SRS_zz).sum())     # tr(D_i Z'V^-1 W^-1 V^-1 Z)
+        Q[i, nr] = DB[i].T @ SRS_zx
+    P.append(-SRS_xx)
+    K[nr, nr] = tr_rr
+    Q[nr, nr] = Q_rr
+    return K, P, Q
+
+
+def vcov_adjusted(fit, dense: bool = False) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Kenward-Roger adjusted covariance of beta, with the P matrices and W (pbkrtest's vcovAdj).
+
+    Returns ``(Phi_A, P, W)``. ``dense=True`` follows pbkrtest literally with n x n
+    matrices (small data only); the default works with q x q products.
+    """
+    d = fit.design
+    if np.any(d.weights <= 0):
+        raise DesignError("Kenward-Roger needs positive prior weights (drop the rows with weight 0)")
+    Phi = fit.vcov.to_numpy()
+    K, P, Q = _dense_pieces(fit) if dense else _woodbury_pieces(fit)
+    P = [(Pi + Pi.T) / 2 for Pi in P]
+    k = len(P)
     IE2 = np.empty((k, k))
     for i in range(k):
         PhiPi = Phi @ P[i]
         for j in range(i, k):
-            ktr = float(np.sum(H[i].T * H[j]))
-            IE2[i, j] = IE2[j, i] = ktr - 2 * np.sum(Phi * Q[i, j]) + np.sum(PhiPi * (P[j] @ Phi))
+            IE2[i, j] = IE2[j, i] = K[i, j] - 2 * np.sum(Phi * Q[i, j]) + np.sum(PhiPi * (P[j] @ Phi))
     condi = np.min(np.abs(np.linalg.eigvalsh(IE2)))
     W = 2 * (np.linalg.inv(IE2) if condi > 1e-10 else np.linalg.pinv(IE2))
     W = (W + W.T) / 2
