@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def lme4_name(name: str) -> str:
         body, grp = name[4:].rsplit("|", 1)
         a, b = body.split(".", 1)
         return f"cor_{b}.{a}|{grp}"
-    return name
+    return re.sub(r"(\w+)\[T\.([^\]]+)\]", r"\1\2", name)      # formulaic Sex[T.Female] -> R SexFemale
 
 
 def sleep_unbalanced():

@@ -19,8 +19,9 @@ CASES = {
     "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "reml"),
     "sleepstudy_ml": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "ml"),
     "sleepstudy_uncor": ("Reaction ~ Days + (Days || Subject)", "sleepstudy", "reml"),
+    "orthodont_interaction": ("distance ~ age * Sex + (age | Subject)", "Orthodont", "reml"),
 }
-SLOW = {"sleepstudy", "sleepstudy_ml", "sleepstudy_uncor"}     # ~5 s each on 2 busy cores
+SLOW = {"sleepstudy", "sleepstudy_ml", "sleepstudy_uncor", "orthodont_interaction"}   # 5-10 s each
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
@@ -33,6 +34,18 @@ def test_profile_confint_matches_lme4(case):
     np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=1e-4)
     np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=1e-4)
     assert list(ci.columns) == ["2.5 %", "97.5 %"]
+
+
+@pytest.mark.slow
+def test_profile_3x3_covariance_matches_lme4():
+    # correlations of a 3 x 3 term meet the positive-definiteness wall: restarts keep BOBYQA on the profile
+    d = bm.load_dataset("sleepstudy").assign(D2=lambda x: (x["Days"] - 4.5) ** 2 / 10)
+    fit = bm.Model("Reaction ~ Days + (Days + D2 | Subject)", d).fit()
+    ci = profile_confint(fit, parm="theta_")
+    ref = reference()["profile"]["sleepstudy_3x3"]
+    assert [lme4_name(r) for r in ci.index] == ref["rows"]
+    np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=1e-3)
+    np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=1e-3)
 
 
 def test_profile_parm_level_and_reuse():

@@ -116,8 +116,14 @@ def _walk(zeta_fn, opt_row, shift, delta, lowcut, upcut, cutoff):
     return xs, np.array([pts[x] for x in xs])
 
 
-def _varpar_zeta(f, base, opt, w, vp):
-    """zeta(x, start) for variance parameter ``w`` (others re-optimised from ``start``)."""
+def _varpar_zeta(f, base, opt, w, vp, restarts: bool = False):
+    """zeta(x, start) for variance parameter ``w`` (others re-optimised from ``start``).
+
+    With ``restarts`` (terms of 3 or more correlated columns, where the correlations
+    meet the positive-definiteness wall) BOBYQA is restarted from its answer and from
+    the optimum, and the best value is kept: from the previous grid point alone it can
+    stall short of the profile.
+    """
     others = np.arange(opt.size) != w
     lo, hi = vp.lower[others], vp.upper[others]
 
@@ -128,6 +134,10 @@ def _varpar_zeta(f, base, opt, w, vp):
             return f(pars)
 
         res = minimize_bobyqa(g, np.clip(start, lo, hi), lo, upper=hi, **OPT_TOL)
+        for x0 in ((res.x, np.delete(opt, w)) if restarts else ()):
+            again = minimize_bobyqa(g, np.clip(x0, lo, hi), lo, upper=hi, **OPT_TOL)
+            if again.fun < res.fun:
+                res = again
         if not np.isfinite(res.fun) or res.fun >= 1e299:
             return (np.nan, np.nan, start)
         d = res.fun - base
@@ -198,7 +208,7 @@ def profile(fit, parm=None) -> dict[str, pd.DataFrame]:
     for w, name in enumerate(vp.names):
         if name not in which:
             continue
-        zfun = _varpar_zeta(f, base, opt, w, vp)
+        zfun = _varpar_zeta(f, base, opt, w, vp, restarts=_needs_restarts(d))
         pw = opt[w]
         shift = 1e-3 if pw == 0 else pw * 1.01
         others = np.delete(opt, w)
@@ -252,12 +262,16 @@ def _profile_glmm(fit, parm) -> dict[str, pd.DataFrame]:
         for w, name in enumerate(names):
             if name not in which:
                 continue
-            zfun = _varpar_zeta(f, base, opt, w, jvp)
+            zfun = _varpar_zeta(f, base, opt, w, jvp, restarts=_needs_restarts(d))
             pw = opt[w]
             shift = 1e-3 if pw == 0 else pw * 1.01
             xs, zs = _walk(zfun, (0.0, pw, np.delete(opt, w)), shift, delta, lower[w], upper[w], cutoff)
             out[name] = pd.DataFrame({"value": xs, "zeta": zs})
     return out
+
+
+def _needs_restarts(design) -> bool:
+    return any(t.correlated and t.n_cols >= 3 for t in design.reterms)
 
 
 class _JointBounds:

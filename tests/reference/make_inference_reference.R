@@ -26,6 +26,13 @@ profile_ref <- list(
   Penicillin = prof(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin),
   sleepstudy_uncor = prof(Reaction ~ Days + (Days || Subject), sleepstudy)
 )
+## 3 x 3 covariance (correlations at the positive-definiteness wall); a boundary-heavy Orthodont fit
+sleep3 <- sleepstudy; sleep3$D2 <- (sleep3$Days - 4.5)^2 / 10
+f3 <- lme4::lmer(Reaction ~ Days + (Days + D2 | Subject), sleep3)
+ci3 <- suppressWarnings(suppressMessages(confint(f3, parm = "theta_", oldNames = FALSE)))
+profile_ref$sleepstudy_3x3 <- list(formula = "Reaction ~ Days + (Days + D2 | Subject)", REML = TRUE,
+                                   rows = rownames(ci3), lower = unname(ci3[, 1]), upper = unname(ci3[, 2]))
+profile_ref$orthodont_interaction <- suppressWarnings(prof(distance ~ age * Sex + (age | Subject), Orthodont))
 gm <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial)
 gci <- suppressMessages(confint(gm, method = "profile", oldNames = FALSE))
 profile_ref$cbpp_glmer <- list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
