@@ -26,8 +26,8 @@ from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
 from bayesmixed.families import Family
 from bayesmixed.inference.varpar import VarParMap
-from bayesmixed.likelihood.glmm import fit_glmm
-from bayesmixed.likelihood.lmm import fit_lmm
+from bayesmixed.likelihood.glmm import optimize_glmm
+from bayesmixed.likelihood.lmm import optimize_lmm
 
 
 @dataclass
@@ -52,17 +52,19 @@ class FitSpec:
     family: Family
     nAGQ: int = 1
     shape_estimated: bool = False
+    result: type | None = None   # the fit class that builds a refit's result (the fit's own)
 
     @classmethod
     def from_fit(cls, fit, method: str | None = None) -> "FitSpec":
         d = fit.design
         if d.family.is_gaussian_identity and fit.method in ("reml", "ml"):
             return cls(design=d, kind="lmm", method=method or fit.method, theta=np.asarray(fit.theta),
-                       beta=fit.fixef.to_numpy(), sigma=float(fit.sigma), family=d.family)
+                       beta=fit.fixef.to_numpy(), sigma=float(fit.sigma), family=d.family, result=type(fit))
         if fit.method in ("laplace", "agq"):
             return cls(design=d, kind="glmm", method=fit.method, theta=np.asarray(fit.theta),
                        beta=fit.fixef.to_numpy(), sigma=float(fit.sigma), family=fit.family,
-                       nAGQ=int(fit.nAGQ), shape_estimated=bool(getattr(fit, "shape_estimated", False)))
+                       nAGQ=int(fit.nAGQ), shape_estimated=bool(getattr(fit, "shape_estimated", False)),
+                       result=type(fit))
         raise DesignError(f"the parametric bootstrap needs a likelihood fit (reml, ml, laplace, agq), "
                           f"not method={fit.method!r}")
 
@@ -86,28 +88,18 @@ class FitSpec:
         if self.kind == "lmm":
             return eta + self.sigma * rng.standard_normal(d.n) / np.sqrt(d.weights)
         fam = self.family
-        mu = fam.link.linkinv(eta)
-        if fam.name == "binomial":
-            n = np.rint(d.trials if d.trials is not None else d.weights).astype(np.int64)
-            return rng.binomial(n, np.clip(mu, 0, 1)) / np.where(n > 0, n, 1)
-        if fam.name == "poisson":
-            return rng.poisson(mu).astype(float)
-        if fam.name == "negativebinomial":
-            k = fam.shape
-            return rng.negative_binomial(k, k / (k + mu)).astype(float)
-        if fam.name == "gamma":
-            shape = 1.0 / self.sigma**2
-            return rng.gamma(shape, mu / shape)
-        raise DesignError(f"no simulation for family {fam.name!r}")
+        trials = np.rint(d.trials if d.trials is not None else d.weights) if fam.uses_trials else None
+        return fam.simulate(fam.link.linkinv(eta), rng, trials=trials,
+                            dispersion=fam.dispersion_from_sigma(self.sigma))
 
     def refit(self, y: np.ndarray):
         """Refit the model to response ``y``, starting from the fitted parameters."""
         d2 = dataclasses.replace(self.design, y=np.asarray(y, dtype=float))
         if self.kind == "lmm":
-            return fit_lmm(d2, reml=self.method == "reml", start=self.theta)
+            return self.result(optimize_lmm(d2, reml=self.method == "reml", start=self.theta))
         method = "laplace" if self.nAGQ == 1 else "agq"
-        return fit_glmm(d2, method=method, nAGQ=self.nAGQ if self.nAGQ > 1 else None,
-                        start={"theta": self.theta, "beta": self.beta})
+        return self.result(optimize_glmm(d2, method=method, nAGQ=self.nAGQ if self.nAGQ > 1 else None,
+                                         start={"theta": self.theta, "beta": self.beta}))
 
     def values(self, fit) -> np.ndarray:
         """Fixed effects then lme4's sd / cor (/ sigma) parameters of a fit."""

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from bayesmixed.errors import DesignError
-from bayesmixed.likelihood.lmm import fit_lmm
+from bayesmixed.likelihood.lmm import optimize_lmm
 
 MAX_N = 4000            # dense (checking) path: n x n matrices
 MAX_Q = 8000            # default path: q x q dense products
@@ -32,7 +32,7 @@ def _reml_fit(fit):
         return fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_lmm(fit.design, reml=True, start=fit.theta, check_conv=False)
+        return type(fit)(optimize_lmm(fit.design, reml=True, start=fit.theta, check_conv=False))
 
 
 def sigma_g(fit) -> tuple[list[np.ndarray], np.ndarray]:

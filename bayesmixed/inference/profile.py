@@ -24,7 +24,7 @@ from scipy import stats
 from bayesmixed.errors import DesignError
 from bayesmixed.inference.spline import BackSpline, linear_inverse
 from bayesmixed.inference.varpar import VarParMap
-from bayesmixed.likelihood.lmm import fit_lmm
+from bayesmixed.likelihood.lmm import optimize_lmm
 from bayesmixed.likelihood.optimize import minimize_bobyqa
 from bayesmixed.likelihood.pirls import LaplaceDeviance
 from bayesmixed.likelihood.pls import ProfiledDeviance
@@ -50,7 +50,7 @@ def ml_refit(fit):
         return fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_lmm(fit.design, reml=False, start=fit.theta, check_conv=False)
+        return type(fit)(optimize_lmm(fit.design, reml=False, start=fit.theta, check_conv=False))
 
 
 def varpar_deviance(design, vp: VarParMap):

@@ -344,20 +344,19 @@ class MixedFit(InterpretMixin):
         return pd.Series(out, index=d.index)
 
     # ---- tables ----------------------------------------------------------------------
-    def _fixed_tests(self, **kwargs) -> tuple[pd.Series, pd.Series, pd.Series]:
-        """(statistic, df, p value) of each fixed effect: Wald z tests unless a fit knows better."""
+    def _fixed_tests(self, **kwargs) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+        """(std error, statistic, df, p value) of each fixed effect: Wald z tests unless a fit knows better."""
         stat = self.fixef / self.fixef_se
         df = pd.Series(np.nan, index=stat.index)
-        return stat, df, pd.Series(2 * stats.norm.sf(np.abs(stat)), index=stat.index)
+        return self.fixef_se, stat, df, pd.Series(2 * stats.norm.sf(np.abs(stat)), index=stat.index)
 
     def _tidy_frame(self, effects, **kwargs) -> pd.DataFrame:
         """The rows of ``tidy()`` without intervals (point fits: tests on beta, varcorr's sds)."""
         rows = []
         if "fixed" in effects:
-            stat, df, pv = self._fixed_tests(**kwargs)
+            se, stat, df, pv = self._fixed_tests(**kwargs)
             for name in self.fixef.index:
-                rows.append(("fixed", None, name, self.fixef[name], self.fixef_se[name], stat[name], df[name],
-                             pv[name]))
+                rows.append(("fixed", None, name, self.fixef[name], se[name], stat[name], df[name], pv[name]))
         if "ran_pars" in effects:
             for grp, term, est in ran_pars_rows(self.varcorr):
                 rows.append(("ran_pars", grp, term, est, np.nan, np.nan, np.nan, np.nan))
