@@ -127,12 +127,18 @@ pb_case <- function(id, dataset, data, large_f, small_f, seed, nsim = 1000, note
   assign("D_pb", data, envir = globalenv())
   large <- lme4::lmer(as.formula(large_f), data = D_pb, REML = FALSE)
   small <- lme4::lmer(as.formula(small_f), data = D_pb, REML = FALSE)
-  pb <- pbkrtest::PBmodcomp(large, small, nsim = nsim, seed = seed)
+  # pbkrtest 0.5.2 ignores PBmodcomp's seed argument (PBrefdist never uses it) and may
+  # simulate in forked processes: seed the session RNG and run in this process (cl = 1)
+  set.seed(seed)
+  pb <- pbkrtest::PBmodcomp(large, small, nsim = nsim, cl = 1)
   tt <- pb$test
-  ref <- pb$ref
+  ref <- as.vector(pb$ref)
+  samples <- attr(pb$ref, "samples")
   list(id = id, dataset = dataset, large = large_f, small = small_f, REML = FALSE,
-       data_note = note, call = sprintf("PBmodcomp(large, small, nsim=%d, seed=%d)", nsim, seed),
-       nsim = nsim, n_ref_used = sum(!is.na(ref) & ref >= 0), n_ref_total = length(ref),
+       data_note = note,
+       call = sprintf("set.seed(%d); PBmodcomp(large, small, nsim=%d, cl=1)", seed, nsim),
+       nsim = nsim, n_ref_total = length(ref), samples = NV(samples),
+       samples_note = "pbkrtest: PB p = (1 + n.extreme) / (1 + npos), npos = #(ref > 0)",
        LRT = list(stat = tt["LRT", "stat"], df = tt["LRT", "df"], p = tt["LRT", "p.value"]),
        PBtest = list(stat = tt["PBtest", "stat"], p = tt["PBtest", "p.value"]),
        test_rows = V(rownames(tt)), test_stat = V(tt$stat), test_p = V(tt$p.value),
