@@ -164,3 +164,16 @@ def test_plot_prior_predictive_binomial_as_proportions(cbpp_model):
 def test_plot_prior_predictive_needs_the_groups():
     with pytest.raises(bm.DesignError, match="prior_predictive"):
         plot_prior_predictive(object())
+
+
+def test_arviz_runs_on_the_prior_groups_without_warnings(sleep_pp):
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = az.summary(sleep_pp, group="prior", kind="stats")
+        az.plot_ppc_dist(sleep_pp, group="prior_predictive")
+    assert "cor_Subject[Intercept:Days]" in summary.index and "sigma" in summary.index
+    plt.close("all")

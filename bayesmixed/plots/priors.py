@@ -135,8 +135,8 @@ def plot_prior_predictive(model_or_idata, *, draws: int = 100, num_samples: int 
     --------
     >>> import bayesmixed as bm
     >>> m = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy"))
-    >>> ax = plot_prior_predictive(m, draws=50, random_seed=1)     # doctest: +SKIP
-    >>> ax.get_title()                                              # doctest: +SKIP
+    >>> ax = plot_prior_predictive(m, draws=50, random_seed=1)
+    >>> ax.get_title()
     'Prior predictive check'
     """
     rep, yobs, trials, label = _draws(model_or_idata, draws, random_seed)
