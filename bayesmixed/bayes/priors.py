@@ -179,9 +179,10 @@ def _as_prior(key: str, value, *, positive: bool) -> Prior:
         raise DesignError(f"prior for {key!r}: {p.distribution} takes {list(allowed)}, not {bad}")
     _check_args(key, p)
     if positive and (p.distribution not in POSITIVE or float(p.args.get("lower", 0.0)) < 0):
+        what = "a standard deviation" if key.startswith("sd_") else repr(key)
         raise DesignError(f"prior for {key!r} is a {p.distribution}, which puts probability on negative "
-                          f"values; a standard deviation or {key!r} needs a distribution on positive "
-                          f"values: one of {', '.join(POSITIVE)} (e.g. (\"HalfNormal\", {{'sigma': 2}}))")
+                          f"values; {what} needs a distribution on positive values: one of "
+                          f"{', '.join(POSITIVE)} (e.g. (\"HalfNormal\", {{'sigma': 2}}))")
     if p.note != "user":
         p = replace(p, note="user")
     return p
