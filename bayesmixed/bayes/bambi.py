@@ -8,10 +8,6 @@ import numpy as np
 
 from bayesmixed.errors import BayesMixedWarning, DesignError
 
-_FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson",
-             "negativebinomial": "negativebinomial", "gamma": "gamma"}
-
-
 def bambi_formula(model) -> tuple[str, bool]:
     """(bambi formula, whether it drops correlations bambi cannot express)."""
     parsed = model.parsed
@@ -19,7 +15,7 @@ def bambi_formula(model) -> tuple[str, bool]:
     rhs = parsed.fixed_rhs
     bars = [f"({b.expr} | {b.group})" for b in parsed.bars]
     lossy = any(t.correlated and t.n_cols > 1 for t in d.reterms)
-    if d.family.name == "binomial" and (d.trials is not None or d.has_user_weights):
+    if d.family.uses_trials and (d.trials is not None or d.has_user_weights):
         lhs = "p(bm_successes__, bm_trials__)"
     else:
         lhs = parsed.response
@@ -60,11 +56,10 @@ def to_bambi(model, *, allow_uncorrelated: bool = False, **kwargs):
     except ImportError:
         raise DesignError("to_bambi() needs bambi: pip install bambi") from None
     d = model.design
-    if d.family.name not in _FAMILIES:
-        raise DesignError(f"bambi has no {d.family.name!r} family equivalent")
-    if d.has_user_weights and d.family.name != "binomial":
-        raise DesignError("bambi models have no prior weights; this model uses weights=")
     formula, lossy = bambi_formula(model)
+    family = d.family.bambi_family("bm_trials__" in formula)      # raises where bambi has none
+    if d.has_user_weights and not d.family.uses_trials:
+        raise DesignError("bambi models have no prior weights; this model uses weights=")
     if lossy:
         if not allow_uncorrelated:
             raise DesignError("bambi cannot express correlated random effects: its '(x | g)' is lme4's "
@@ -78,7 +73,4 @@ def to_bambi(model, *, allow_uncorrelated: bool = False, **kwargs):
         n = np.round(d.weights).astype(int)
         data["bm_trials__"] = n
         data["bm_successes__"] = np.round(d.y * n).astype(int)
-    link = d.family.link.name
-    family = "bernoulli" if d.family.name == "binomial" and "bm_trials__" not in formula else \
-        _FAMILIES[d.family.name]
-    return bmb.Model(formula, data, family=family, link=link, **kwargs)
+    return bmb.Model(formula, data, family=family, link=d.family.link.name, **kwargs)
