@@ -26,7 +26,9 @@ from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import FitError
 from bayesmixed.families import Family
 from bayesmixed.likelihood._blocked import BlockedFactor, BlockedSystem
-from bayesmixed.likelihood._pirls_kernel import FAMILY_CODES, LINK_CODES, scalar_pirls
+from bayesmixed.likelihood._pirls_kernel import FAMILY_CODES as _FAMILY_CODES  # noqa: F401 (tests)
+from bayesmixed.likelihood._pirls_kernel import LINK_CODES as _LINK_CODES  # noqa: F401
+from bayesmixed.likelihood._pirls_kernel import scalar_pirls
 from bayesmixed.likelihood.agq import agq_deviance
 from bayesmixed.likelihood.glm import GlmResponse, glm_fit
 
@@ -159,17 +161,14 @@ class LaplaceDeviance:
     def _iterate(self, theta, u, beta, fixed=None) -> _Iterate:
         fixed = self.X @ beta + self.offset if fixed is None else fixed
         eta = fixed + self.design.Zb(self.design.lambda_mul(theta, u))
-        mu, mu_eta, var = self.resp.glm(eta)
-        return _Iterate(u, beta, fixed, eta, mu, mu_eta, var, self.resp.devres(mu, eta))
+        return _Iterate(u, beta, fixed, eta, *self.resp.evaluate(eta))
 
     # ---- PIRLS -------------------------------------------------------------------------
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None, u0: np.ndarray | None = None) -> PirlsState:
         """Conditional modes of u at (theta, beta); with ``beta=None`` over (u, beta) jointly."""
         theta = np.asarray(theta, dtype=float)
         joint = beta is None
-        fam = self.family
-        if (self._scalar1 and not joint and u0 is None and fam.name in FAMILY_CODES
-                and fam.link.name in LINK_CODES):
+        if self._scalar1 and not joint and u0 is None and self.family.code >= 0:
             return self._pirls_compiled(theta, np.asarray(beta, dtype=float))
         u = (self._u_start if u0 is None else u0).copy()
         if joint:
@@ -243,13 +242,12 @@ class LaplaceDeviance:
 
     def _pirls_compiled(self, theta: np.ndarray, beta: np.ndarray) -> PirlsState:
         """u-only PIRLS for one scalar term by the compiled kernel; the state is rebuilt in NumPy."""
-        fam = self.family
         t1 = self.design.reterms[0]
         fixed = self.X @ beta + self.offset
+        fam_code, link_code, shape = self.resp._codes
         u, it, ok = scalar_pirls(
-            FAMILY_CODES[fam.name], LINK_CODES[fam.link.name], self.resp.newton,
-            float(fam.shape) if fam.shape is not None else 1.0, self.y, self.wt, self._x1, t1.codes,
-            t1.n_levels, float(theta[0]), fixed, self._u_start.copy(), self.utol, self.MAXIT)
+            fam_code, link_code, self.resp.newton, shape, self.y, self.wt, self._x1, t1.codes, t1.n_levels,
+            float(theta[0]), fixed, self._u_start.copy(), self.utol, self.MAXIT)
         if not ok:
             raise FitError("PIRLS step-halving failed to reduce the penalized deviance")
         return self._final_state(theta, self._iterate(theta, u, beta), False, int(it))
