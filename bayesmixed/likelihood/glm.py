@@ -7,9 +7,15 @@ effects) and for per-group no-pooling fits.
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 
 from bayesmixed.families import Family
-from bayesmixed.likelihood._pirls_kernel import response_pass
+from bayesmixed.likelihood._pirls_kernel import FAMILY_CODES, LINK_CODES, response_pass
+
+_KERNEL_FAMILIES = frozenset(FAMILY_CODES.values())
+_KERNEL_LINKS = frozenset(LINK_CODES.values())
+_EPS = np.finfo(float).eps
+_TINY = np.finfo(float).tiny
 
 
 def glm_fit(X: np.ndarray, y: np.ndarray, family: Family, weights: np.ndarray | None = None,
@@ -95,6 +101,9 @@ class GlmResponse:
         self._rep_cache: dict = {}
         self.newton = not fam.is_canonical
         self._codes = (fam.code, fam.link.code, float(fam.shape) if fam.shape is not None else 1.0)
+        # a family the compiled kernels are written for (else: the NumPy members, slower)
+        self.compiled = fam.code in _KERNEL_FAMILIES and fam.link.code in _KERNEL_LINKS
+        self._fused = _FUSED.get(self._codes[:2])
         self._aic_const = None
 
     def evaluate(self, eta: np.ndarray, nodes: int = 1):
@@ -102,8 +111,14 @@ class GlmResponse:
 
         With ``nodes=K``, ``eta`` is (n, K) raveled row-major (every row at K quadrature nodes).
         """
-        y, wt = self._arrays(nodes)
-        return response_pass(*self._codes, y, wt, np.ascontiguousarray(eta, dtype=float))
+        y, wt, extra = self._arrays(nodes)
+        if self._fused is not None:
+            return self._fused(y, wt, extra, eta)
+        if self.compiled:
+            return response_pass(*self._codes, y, wt, np.ascontiguousarray(eta, dtype=float))
+        fam = self.family
+        mu = fam.link.linkinv(eta)
+        return mu, fam.link.mu_eta(eta), fam.variance(mu), fam.dev_resids(y, mu, wt)
 
     def glm(self, eta: np.ndarray):
         """(mu, d mu / d eta, variance) at eta."""
@@ -113,14 +128,15 @@ class GlmResponse:
         """Unit deviances times prior weights at eta (or at mu when eta is not given)."""
         if eta is not None:
             return self.evaluate(eta, nodes)[3]
-        y, wt = self._arrays(nodes)
+        y, wt, _ = self._arrays(nodes)
         return self.family.dev_resids(y, mu, wt)
 
     def _arrays(self, nodes: int):
-        if nodes == 1:
-            return self.y, self.wt
+        """(y, wt, fused-path constants), repeated K times for K quadrature nodes."""
         if nodes not in self._rep_cache:
-            self._rep_cache[nodes] = (np.repeat(self.y, nodes), np.repeat(self.wt, nodes))
+            y, wt = (self.y, self.wt) if nodes == 1 else (np.repeat(self.y, nodes), np.repeat(self.wt, nodes))
+            extra = None if self._fused is None else self._fused.constants(y, wt)
+            self._rep_cache[nodes] = (y, wt, extra)
         return self._rep_cache[nodes]
 
     def aic(self, mu: np.ndarray, dev_resid: np.ndarray) -> float:
@@ -149,3 +165,43 @@ class GlmResponse:
             return w, (self.y - mu) / mu_eta
         wN = self.family.newton_weights(self.y, eta, mu, self.wt)
         return wN, w * (self.y - mu) / (mu_eta * wN)
+
+
+# ---- fused NumPy passes for the two commonest canonical pairs ---------------------------------
+# Vectorised exp / log beat the compiled per-row loop here; keyed by (family.code, link.code).
+
+class _BinomialLogit:
+    """Binomial with the logit link: deviance in eta, a 0/1 response as -2 wt log p(y)."""
+
+    @staticmethod
+    def constants(y, wt):
+        binary = y == 1 if np.all((y == 0) | (y == 1)) else None
+        return binary, 2 * wt * (special.xlogy(y, y) + special.xlogy(1 - y, 1 - y))
+
+    def __call__(self, y, wt, extra, eta):
+        binary, sat = extra
+        mu = special.expit(eta)
+        np.clip(mu, _EPS, 1 - _EPS, out=mu)
+        v = mu * (1 - mu)
+        if binary is not None:
+            dev = -2 * wt * np.log(np.where(binary, mu, 1.0 - mu))
+        else:
+            dev = sat + 2 * wt * (np.logaddexp(0.0, eta) - y * eta)
+        return mu, v, v, dev
+
+
+class _PoissonLog:
+    """Poisson with the log link: deviance in eta."""
+
+    @staticmethod
+    def constants(y, wt):
+        return None, 2 * wt * (special.xlogy(y, y) - y)
+
+    def __call__(self, y, wt, extra, eta):
+        mu = np.exp(eta)
+        np.maximum(mu, _TINY, out=mu)
+        return mu, mu, mu, extra[1] + 2 * wt * (mu - y * eta)
+
+
+_FUSED = {(FAMILY_CODES["binomial"], LINK_CODES["logit"]): _BinomialLogit(),
+          (FAMILY_CODES["poisson"], LINK_CODES["log"]): _PoissonLog()}

@@ -168,7 +168,7 @@ class LaplaceDeviance:
         """Conditional modes of u at (theta, beta); with ``beta=None`` over (u, beta) jointly."""
         theta = np.asarray(theta, dtype=float)
         joint = beta is None
-        if self._scalar1 and not joint and u0 is None and self.family.code >= 0:
+        if self._scalar1 and not joint and u0 is None and self.resp.compiled:
             return self._pirls_compiled(theta, np.asarray(beta, dtype=float))
         u = (self._u_start if u0 is None else u0).copy()
         if joint:
