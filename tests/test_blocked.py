@@ -183,3 +183,29 @@ def test_insteval_system_uses_compiled_kernel_and_matches_lme4():
     assert isinstance(dev.system.A21, SparseA21)
     for theta, expected in zip(case["theta_eval"], case["criterion_eval"]):
         assert dev(np.asarray(theta)) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("formula, dataset", [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),                 # one vector term
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),          # crossed
+])
+def test_reweighted_z_only_factor_equals_the_full_one(formula, dataset):
+    """PIRLS's use: reweight with working weights; the Z-only factor is the Z block of the full one."""
+    design = bm.Model(formula, bm.load_dataset(dataset)).design
+    rng = np.random.default_rng(7)
+    w, z = rng.uniform(0.2, 3.0, design.n), rng.normal(size=design.n)
+    theta = thetas(design, rng, 1)[1]
+    system = BlockedSystem(design)
+    system.reweight(w, z)
+    full = system.factor(theta)
+    system.reweight(w, None)
+    zf = system.factor(theta, z_only=True)
+    assert zf.ldL2 == pytest.approx(full.ldL2, rel=1e-12)
+    b = rng.normal(size=(design.q, 2))
+    np.testing.assert_allclose(zf.solve_L(b), full.solve_L(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(zf.solve_Lt(b), full.solve_Lt(b), rtol=1e-10, atol=1e-12)
+    ZL = (design.Z @ design.Lambda(theta)).toarray()
+    M = ZL.T @ (w[:, None] * ZL) + np.eye(design.q)
+    np.testing.assert_allclose(M @ zf.solve_Lt(zf.solve_L(b)), b, atol=1e-9)
+    with pytest.raises(ValueError):
+        zf.pwrss

@@ -147,9 +147,9 @@ class ReTerm:
         >>> t.lambda_mul(np.array([1.0, 0.5, 2.0]), np.ones(4)).tolist()
         [1.0, 2.5, 1.0, 2.5]
         """
-        T = self.lambda_block(theta)
         if self.n_cols == 1:
-            return v * T[0, 0]
+            return v * theta[0]
+        T = self.lambda_block(theta)
         M = T.T if trans else T
         vv = v.reshape(self.n_levels, self.n_cols, -1)
         return np.einsum("ab,gbm->gam", M, vv).reshape(v.shape)
@@ -163,9 +163,9 @@ class ReTerm:
         >>> t.zb(np.array([2.0, -1.0])).tolist()
         [2.0, -1.0, -1.0]
         """
-        bt = np.asarray(b).reshape(self.n_levels, self.n_cols)
         if self.n_cols == 1:
-            return self.Xi[:, 0] * bt[self.codes, 0]
+            return self.Xi[:, 0] * b[self.codes]
+        bt = np.asarray(b).reshape(self.n_levels, self.n_cols)
         return np.einsum("ij,ij->i", self.Xi, bt[self.codes])
 
     def ztv(self, v: np.ndarray) -> np.ndarray:

@@ -199,6 +199,8 @@ class MixedDesign:
         [1.0, 2.5]
         """
         theta = np.asarray(theta, dtype=float)
+        if len(self.reterms) == 1:
+            return self.reterms[0].lambda_mul(theta, u, trans)
         parts = [t.lambda_mul(theta[ts], u[bs], trans)
                  for t, ts, bs in zip(self.reterms, self.theta_slices, self.b_slices)]
         return np.concatenate(parts) if parts else np.zeros_like(u)
@@ -214,6 +216,8 @@ class MixedDesign:
         >>> bool(np.allclose(d.Zb(b), d.Z @ b))
         True
         """
+        if len(self.reterms) == 1:
+            return self.reterms[0].zb(b)
         out = np.zeros(self.n)
         for t, s in zip(self.reterms, self.b_slices):
             out += t.zb(b[s])

@@ -81,6 +81,7 @@ class BlockedSystem:
         self._starts = np.cumsum([0] + [t.q for t in self.rest])[:-1].tolist()
         self._theta_slices = design.theta_slices
         self.scalar_rest = all(t.n_cols == 1 for t in self.rest)
+        self._diag_rest = (np.arange(self.q_rest), np.arange(self.q_rest))
         self._index(layout)
         w = design.weights if weights is None else weights
         self.ldW = float(np.log(w[w > 0]).sum())
@@ -153,28 +154,35 @@ class BlockedSystem:
         return theta[self._theta_slices[i]]
 
     # ---- weighting ---------------------------------------------------------------------------
-    def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
-        """Cross products of ``[Z X y]`` with weights ``w`` (new arrays: older factors keep theirs)."""
+    def reweight(self, w: np.ndarray, y: np.ndarray | None) -> None:
+        """Cross products of ``[Z X y]`` with weights ``w`` (new arrays: older factors keep theirs).
+
+        ``y=None``: the Z blocks only (X and y rows zero), for ``factor(theta, z_only=True)``.
+        """
         k1, l1, q1, qr = self.k1, self.l1, self.q1, self.q_rest
         pp = self.p + 1
         self.beta_shift = self._zero_shift
-        XY = self._XY
-        XY[:, -1] = y
-        wXY = XY * w[:, None]
         self.A11 = np.bincount(self._idx11, weights=_rep(w, k1 * k1) * self._val11,
                                minlength=l1 * k1 * k1).reshape(l1, k1, k1)
-        xy1 = np.bincount(self._idx_xy1, weights=(wXY[:, :, None] * self._Xi1[:, None, :]).ravel(),
-                          minlength=pp * q1)                                  # (pp, q1) flat
-        A22 = np.empty((self.m, self.m))
-        A22[qr:, qr:] = XY.T @ wXY
+        A22 = np.zeros((self.m, self.m))
+        if y is None:
+            xy1 = 0.0
+        else:
+            XY = self._XY
+            XY[:, -1] = y
+            wXY = XY * w[:, None]
+            xy1 = np.bincount(self._idx_xy1, weights=(wXY[:, :, None] * self._Xi1[:, None, :]).ravel(),
+                              minlength=pp * q1)                              # (pp, q1) flat
+            A22[qr:, qr:] = XY.T @ wXY
         if self.rest:
             kr = self._kr
             A22[:qr, :qr] = np.bincount(self._idx22, weights=_rep(w, kr * kr) * self._val22,
                                         minlength=qr * qr).reshape(qr, qr)
-            rxy = np.bincount(self._idx_rxy, weights=(self._V[:, :, None] * wXY[:, None, :]).ravel(),
-                              minlength=qr * pp).reshape(qr, pp)
-            A22[:qr, qr:] = rxy
-            A22[qr:, :qr] = rxy.T
+            if y is not None:
+                rxy = np.bincount(self._idx_rxy, weights=(self._V[:, :, None] * wXY[:, None, :]).ravel(),
+                                  minlength=qr * pp).reshape(qr, pp)
+                A22[:qr, qr:] = rxy
+                A22[qr:, :qr] = rxy.T
             a21r = np.bincount(self._inv21, weights=_rep(w, kr * k1) * self._val21)
         else:
             a21r = np.zeros(0)
@@ -224,11 +232,18 @@ class BlockedSystem:
         B = B.transpose(1, 0, 2).reshape(self.m, -1)
         return B @ B.T
 
-    def factor(self, theta: np.ndarray) -> BlockedFactor:
-        """Blocked Cholesky factor of the system at ``theta`` with the current weights."""
+    def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
+        """Blocked Cholesky factor of the system at ``theta`` with the current weights.
+
+        ``z_only``: the factor of ``Lambda'Z'WZ Lambda + I`` alone (no X and y rows), enough
+        for the Laplace criterion and conditional variances at fixed beta.
+        """
         theta = np.asarray(theta, dtype=float)
         blocks = self.design.lambda_blocks(theta)
         L11, L11inv, Wd = self._D_blocks(blocks[0])
+        qr = self.q_rest
+        if z_only and not qr:
+            return self._new_factor(blocks, L11, L11inv, np.zeros((0, 0)), theta, True)
         scale = None
         if self.scalar_rest:
             scale = np.ones(self.m)
@@ -236,20 +251,25 @@ class BlockedSystem:
                 scale[start : start + t.q] = T[0, 0]
         P = self._schur_product(Wd, scale)
         if isinstance(self.A21, SparseA21) and self.k1 == 1 and scale is not None:
-            L22 = _cholesky(P.T)                       # fused kernel: P is already S's upper triangle
+            S = P.T                                    # fused kernel: P is already S's upper triangle
         else:
             S = self.A22 - P
-            if scale is not None:
+            if not qr:
+                pass                                   # one term: only X and y in the dense block
+            elif scale is not None:
                 S *= scale[:, None]
                 S *= scale[None, :]
             else:
-                qr = self.q_rest
                 S[:qr] = self.lambda_rest(theta, S[:qr], trans=True)
                 S[:, :qr] = self.lambda_rest(theta, np.ascontiguousarray(S[:, :qr].T), trans=True).T
-            S[np.arange(self.q_rest), np.arange(self.q_rest)] += 1.0
-            L22 = _cholesky(S)
+            if qr:
+                S[self._diag_rest] += 1.0
+        L22 = _cholesky(S[:qr, :qr] if z_only else S)
+        return self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
+
+    def _new_factor(self, blocks, L11, L11inv, L22, theta, z_only) -> BlockedFactor:
         F = BlockedFactor(system=self, blocks=blocks, L11=L11, L22=L22, A21=self.A21, theta=theta,
-                          beta_shift=self.beta_shift)
+                          beta_shift=self.beta_shift, z_only=z_only)
         F.__dict__["_L11inv"] = L11inv
         return F
 

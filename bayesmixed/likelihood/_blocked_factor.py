@@ -70,6 +70,7 @@ class BlockedFactor:
     theta: np.ndarray | None = None
     L21: sp.csr_array | None = None   # sparse (m, q1), formed on demand by BlockedSystem.L21
     beta_shift: np.ndarray | None = None   # the system's y is y - X beta_shift
+    z_only: bool = False                   # L22 holds the Z rows only (no X, y)
 
     @property
     def q_rest(self) -> int:
@@ -82,13 +83,20 @@ class BlockedFactor:
     @property
     def ldL2(self) -> float:
         """log |L_Z|^2 = log det(Lambda'Z'WZ Lambda + I)."""
-        d1 = np.diagonal(self.L11, axis1=1, axis2=2)
-        d2 = np.diag(self.L22)[: self.q_rest]
-        return float(2.0 * (np.log(d1).sum() + np.log(d2).sum()))
+        qr = self.q_rest
+        out = np.log(self.L11.diagonal(axis1=1, axis2=2)).sum()
+        if qr:
+            out += np.log(self.L22.diagonal()[:qr]).sum()
+        return float(2.0 * out)
+
+    def _check_full(self) -> None:
+        if self.z_only:
+            raise ValueError("this factor has the Z block only (factor(theta, z_only=True))")
 
     @property
     def RX_diag(self) -> np.ndarray:
-        return np.diag(self.L22)[self.q_rest : self.q_rest + self.p]
+        self._check_full()
+        return self.L22.diagonal()[self.q_rest : self.q_rest + self.p]
 
     @property
     def ldRX2(self) -> float:
@@ -96,6 +104,7 @@ class BlockedFactor:
 
     @property
     def pwrss(self) -> float:
+        self._check_full()
         return float(self.L22[-1, -1] ** 2)
 
     @property

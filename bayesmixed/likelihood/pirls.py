@@ -230,9 +230,12 @@ class LaplaceDeviance:
         """The state at the mode, with the factor at glmer's Fisher weights there (or ``F``)."""
         w = self.resp.fisher_weights(cur.mu_eta, cur.var)
         if F is None:
-            system = self.system if joint else self.zsystem
-            system.reweight(w, cur.eta - (self.offset if joint else cur.fixed) + (self.y - cur.mu) / cur.mu_eta)
-            F = system.factor(theta)
+            if joint:
+                self.system.reweight(w, cur.eta - self.offset + (self.y - cur.mu) / cur.mu_eta)
+                F = self.system.factor(theta)
+            else:                  # at fixed beta the criterion needs the Z block only
+                self.zsystem.reweight(w, None)
+                F = self.zsystem.factor(theta, z_only=True)
         if joint:
             self._beta_start = cur.beta.copy()
         self._u_start = cur.u.copy()
