@@ -87,6 +87,15 @@ class LaplaceDeviance:
     family : Family, optional
         Defaults to ``design.family`` (pass one to fix a negative-binomial shape).
 
+    Attributes
+    ----------
+    system : BlockedSystem
+        ``[Z X y]`` system for PIRLS over (u, beta) jointly (its X rows give R_X).
+    zsystem : BlockedSystem
+        ``[Z y]`` system for PIRLS at fixed beta (y: the working response less X beta).
+    resp : GlmResponse
+        Mean, weights, deviance residuals and aic of the response.
+
     Notes
     -----
     lme4: ``mkGlmerDevfun`` / ``glmerLaplace`` / ``glmerAGQ``. Bates et al. (2015, JSS).
