@@ -1,0 +1,652 @@
+"""Compiled kernels of the collapsed Gaussian density (numba, ``cache=True``: once per installation).
+
+Nothing here depends on a model: every function takes the design's cross products
+as arrays (see :mod:`bayesmixed.bayes.collapsed` for their layout), so a new model
+never compiles anything. Notation (one evaluation):
+
+- ``C_t`` (k x k lower) Cholesky factor of term t's covariance, ``sigma`` residual SD,
+  ``s0`` prior SDs of the (centred) fixed effects; ``K = blockdiag(I (x) C_t, diag(s0))``.
+- ``M = I + K' A' W A K / sigma^2`` with ``A = [Z X]``: the precision of the spherical
+  effects given the hyperparameters; blocked as the REML engine does it: the first
+  term's levels are independent ``k1 x k1`` blocks, the rest (other terms, X, and the
+  response as a last column) a dense Schur complement ``S`` of size ``m``.
+- ``log p(y) = -n/2 log 2pi - n log sigma + 1/2 sum log w - 1/2 log|M| - pwrss / (2 sigma^2)``,
+  and with ``u`` the posterior mean of the spherical effects,
+  ``d/dC_t = C_t^{-T} sum_g (u_g u_g' - I + (M^{-1})_gg)`` and
+  ``d/dsigma = -(n - q - p + tr M^{-1}) / sigma + rss / sigma^3``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+LOG2PI = math.log(2.0 * math.pi)
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_sigmoid(x):  # pragma: no cover - compiled
+    return -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))
+
+
+@numba.njit(cache=True, nogil=True)
+def positive_prior(code, par, x):  # pragma: no cover - compiled
+    """(log prior + log Jacobian, its derivative in x, value s, ds/dx) of a positive parameter.
+
+    ``par = (constant, a, b)``; codes: 0 HalfNormal(b), 1 HalfStudentT(nu=a, sigma=b),
+    2 HalfCauchy(b), 3 HalfFlat, 4 Exponential(lam=b), 5 Gamma(a, b), 6 InverseGamma(a, b),
+    7 LogNormal(mu=a, sigma=b), 8 Uniform(a, b) (logodds transform; all others log).
+    """
+    a, b = par[1], par[2]
+    if code == 8:
+        lo = _log_sigmoid(x)
+        lo_m = _log_sigmoid(-x)
+        sg = math.exp(lo)
+        s = a + (b - a) * sg
+        return par[0] + math.log(b - a) + lo + lo_m, 1.0 - 2.0 * sg, s, (b - a) * sg * (1.0 - sg)
+    s = math.exp(x)
+    if code == 0:
+        lp, d = -0.5 * s * s / (b * b), -s / (b * b)
+    elif code == 1:
+        lp = -0.5 * (a + 1.0) * math.log1p(s * s / (a * b * b))
+        d = -(a + 1.0) * s / (a * b * b + s * s)
+    elif code == 2:
+        lp, d = -math.log1p((s / b) ** 2), -2.0 * s / (b * b + s * s)
+    elif code == 3:
+        lp, d = 0.0, 0.0
+    elif code == 4:
+        lp, d = -b * s, -b
+    elif code == 5:
+        lp, d = (a - 1.0) * x - b * s, (a - 1.0) / s - b
+    elif code == 6:
+        lp, d = -(a + 1.0) * x - b / s, -(a + 1.0) / s + b / (s * s)
+    else:
+        lp = -x - (x - a) ** 2 / (2.0 * b * b)
+        d = (-1.0 - (x - a) / (b * b)) / s
+    return par[0] + lp + x, d * s + 1.0, s, s
+
+
+@numba.njit(cache=True, nogil=True)
+def hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, C, zs, rem):
+    # pragma: no cover - compiled
+    """Unconstrained x -> factors C (flat, k*k per term), sigma; prior log density and its gradient.
+
+    Per term: ``k`` sd values (their priors' transforms), then for correlated terms the
+    ``k(k-1)/2`` canonical partial correlations (logodds of ``Beta(beta_j, beta_j)``), C-vine
+    order of :func:`bayesmixed.bayes.build.lkj_cholesky_corr`; sigma last. ``zs`` and ``rem``
+    keep the partial correlations and the remaining squared norms for the backward pass.
+    """
+    gx = np.zeros(x.shape[0])
+    lp = 0.0
+    isd = 0
+    icpc = 0
+    for t in range(tk.shape[0]):
+        k, o, co = tk[t], tx[t], tc[t]
+        L = np.zeros((k, k))
+        if tcorr[t] and k > 1:
+            n = 0
+            for i in range(1, k):
+                r = 1.0
+                for j in range(i):
+                    xi = x[o + k + n]
+                    bj = cpc_beta[icpc + n]
+                    lu, lv = _log_sigmoid(xi), _log_sigmoid(-xi)
+                    u = math.exp(lu)
+                    lp += bj * (lu + lv) - cpc_c0[icpc + n]
+                    gx[o + k + n] += bj * (1.0 - 2.0 * u)
+                    z = 2.0 * u - 1.0
+                    zs[icpc + n] = z
+                    rem[icpc + n] = r
+                    L[i, j] = z * math.sqrt(r)
+                    r -= L[i, j] ** 2
+                    n += 1
+                L[i, i] = math.sqrt(r)
+            L[0, 0] = 1.0
+            icpc += n
+        else:
+            for i in range(k):
+                L[i, i] = 1.0
+        for i in range(k):
+            v, g, s, _ = positive_prior(sd_code[isd + i], sd_par[isd + i], x[o + i])
+            lp += v
+            gx[o + i] += g
+            for j in range(i + 1):
+                C[co + i * k + j] = s * L[i, j]
+        isd += k
+    v, g, sigma, _ = positive_prior(sig_code, sig_par, x[x.shape[0] - 1])
+    lp += v
+    gx[x.shape[0] - 1] += g
+    return lp, gx, sigma
+
+
+@numba.njit(cache=True, nogil=True)
+def hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx):  # pragma: no cover
+    """Add d log p / d x (sds and partial correlations) to ``gx`` given d/dC (flat lower factors)."""
+    isd = 0
+    icpc = 0
+    for t in range(tk.shape[0]):
+        k, o, co = tk[t], tx[t], tc[t]
+        sds = np.empty(k)
+        for i in range(k):
+            _, _, s, dsdx = positive_prior(sd_code[isd + i], sd_par[isd + i], x[o + i])
+            sds[i] = s
+            # C[i, j] = s_i L[i, j]: d/ds_i = sum_j gC[i, j] L[i, j]
+            acc = 0.0
+            for j in range(i + 1):
+                acc += gC[co + i * k + j] * C[co + i * k + j] / s
+            gx[o + i] += acc * dsdx
+        if tcorr[t] and k > 1:
+            n0 = icpc
+            n = 0
+            for i in range(1, k):
+                nrow = i
+                # gL[i, j] = gC[i, j] * s_i
+                gr = 0.5 * gC[co + i * k + i] * sds[i] / (C[co + i * k + i] / sds[i])   # d/d r_i
+                for jj in range(nrow - 1, -1, -1):
+                    idx = n0 + n + jj
+                    Lij = C[co + i * k + jj] / sds[i]
+                    gl = gC[co + i * k + jj] * sds[i] - 2.0 * Lij * gr      # r_{j+1} = r_j - L_ij^2
+                    sr = math.sqrt(rem[idx])
+                    z = zs[idx]
+                    u = 0.5 * (z + 1.0)
+                    gx[o + k + n + jj] += gl * sr * 2.0 * u * (1.0 - u)
+                    gr = gr + gl * z / (2.0 * sr)
+                n += nrow
+            icpc += n
+        isd += k
+
+
+@numba.njit(cache=True, nogil=True)
+def _tril_inv(L, k):  # pragma: no cover - compiled
+    Li = np.zeros((k, k))
+    for j in range(k):
+        Li[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for m in range(j, i):
+                acc += L[i, m] * Li[m, j]
+            Li[i, j] = -acc / L[i, i]
+    return Li
+
+
+@numba.njit(cache=True, nogil=True)
+def _chol_into(A, k, out, g):  # pragma: no cover - compiled
+    """Cholesky of the small SPD matrix A into out[g] (lower; upper part zeroed)."""
+    for j in range(k):
+        acc = A[j, j]
+        for m in range(j):
+            acc -= out[g, j, m] ** 2
+        if acc <= 0.0:
+            raise np.linalg.LinAlgError("not positive definite")
+        d = math.sqrt(acc)
+        out[g, j, j] = d
+        for i in range(j + 1, k):
+            acc = A[i, j]
+            for m in range(j):
+                acc -= out[g, i, m] * out[g, j, m]
+            out[g, i, j] = acc / d
+        for i in range(j):
+            out[g, i, j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _tril_inv_into(L, g, k, Li):  # pragma: no cover - compiled
+    for j in range(k):
+        Li[j, j] = 1.0 / L[g, j, j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for m in range(j, i):
+                acc += L[g, i, m] * Li[m, j]
+            Li[i, j] = -acc / L[g, i, i]
+
+
+@numba.njit(cache=True, nogil=True)
+def schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover
+    """Factor the first term's blocks (``L11``, ``Minv`` = their inverses) and return the dense
+    Schur complement ``S = Lam2' (A22 - sum_g A21_g D_g A21_g') Lam2 + diag(1, .., 1, 0)``."""
+    k1, l1 = tk[0], tl[0]
+    m = A22.shape[0]
+    T1 = np.zeros((k1, k1))
+    for i in range(k1):
+        for j in range(i + 1):
+            T1[i, j] = C[tc[0] + i * k1 + j] / sigma
+    S = A22.copy()
+    Mg = np.empty((k1, k1))
+    D = np.empty((k1, k1))
+    Li = np.zeros((k1, k1))
+    logdet = 0.0
+    for g in range(l1):
+        # Mg = T1' A11_g T1 + I
+        for a in range(k1):
+            for b in range(k1):
+                acc = 0.0
+                for i in range(k1):
+                    ti = T1[i, a]
+                    if ti != 0.0:
+                        for j in range(k1):
+                            acc += ti * A11[g, i, j] * T1[j, b]
+                Mg[a, b] = acc + (1.0 if a == b else 0.0)
+        _chol_into(Mg, k1, L11, g)
+        for i in range(k1):
+            logdet += 2.0 * math.log(L11[g, i, i])
+        _tril_inv_into(L11, g, k1, Li)
+        for a in range(k1):
+            for b in range(k1):
+                acc = 0.0
+                for i in range(max(a, b), k1):
+                    acc += Li[i, a] * Li[i, b]
+                Minv[g, a, b] = acc
+        # D = T1 Minv T1'
+        for a in range(k1):
+            for b in range(k1):
+                acc = 0.0
+                for i in range(k1):
+                    for j in range(k1):
+                        acc += T1[a, i] * Minv[g, i, j] * T1[b, j]
+                D[a, b] = acc
+        lo, hi = ptr[g], ptr[g + 1]
+        for ia in range(lo, hi):
+            ra = rows[ia]
+            # va = vals[ia] @ D
+            for ib in range(lo, hi):
+                rb = rows[ib]
+                acc = 0.0
+                for a in range(k1):
+                    va = vals[ia, a]
+                    if va != 0.0:
+                        for b in range(k1):
+                            acc += va * D[a, b] * vals[ib, b]
+                S[ra, rb] -= acc
+    _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, True)
+    for i in range(m - 1):
+        S[i, i] += 1.0
+    return S, logdet
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, both):  # pragma: no cover - compiled
+    """S <- Lam2' S Lam2 (``both``) over the dense coordinates: rest terms, fixed, response."""
+    m = S.shape[0]
+    p = s0.shape[0]
+    qr = m - 1 - p
+    for j in range(p):
+        f = s0[j] / sigma
+        S[qr + j, :] *= f
+        S[:, qr + j] *= f
+    for t in range(1, tk.shape[0]):
+        k, st = tk[t], tst[t]
+        T = np.zeros((k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                T[i, j] = C[tc[t] + i * k + j] / sigma
+        if k == 1:
+            f = T[0, 0]
+            for h in range(tl[t]):
+                S[st + h, :] *= f
+                S[:, st + h] *= f
+            continue
+        tmp = np.empty(k)
+        for h in range(tl[t]):
+            c0 = st + h * k
+            for r in range(m):                       # right: S[:, blk] @ T
+                for b in range(k):
+                    acc = 0.0
+                    for a in range(b, k):
+                        acc += S[r, c0 + a] * T[a, b]
+                    tmp[b] = acc
+                for b in range(k):
+                    S[r, c0 + b] = tmp[b]
+            for c in range(m):                       # left: T' S[blk, :]
+                for b in range(k):
+                    acc = 0.0
+                    for a in range(b, k):
+                        acc += T[a, b] * S[c0 + a, c]
+                    tmp[b] = acc
+                for b in range(k):
+                    S[c0 + b, c] = tmp[b]
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_chol_inv(S):  # pragma: no cover - compiled
+    """(L, Sinv): Cholesky of S and the inverse of its leading (m-1) block (small m)."""
+    L = np.linalg.cholesky(S)
+    m1 = S.shape[0] - 1
+    Li = _tril_inv(L, m1)
+    Sinv = np.zeros((m1, m1))
+    for a in range(m1):
+        for b in range(a + 1):
+            acc = 0.0
+            for i in range(a, m1):
+                acc += Li[i, a] * Li[i, b]
+            Sinv[a, b] = acc
+            Sinv[b, a] = acc
+    return L, Sinv
+
+
+@numba.njit(cache=True, nogil=True)
+def _lam2_apply(v, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
+    """w = Lam2 v over the first m-1 dense coordinates (rest terms and fixed effects)."""
+    w = v.copy()
+    p = s0.shape[0]
+    qr = v.shape[0] - p
+    for j in range(p):
+        w[qr + j] = v[qr + j] * s0[j] / sigma
+    for t in range(1, tk.shape[0]):
+        k, st = tk[t], tst[t]
+        for h in range(tl[t]):
+            c0 = st + h * k
+            for i in range(k):
+                acc = 0.0
+                for j in range(i + 1):
+                    acc += C[tc[t] + i * k + j] / sigma * v[c0 + j]
+                w[c0 + i] = acc
+    return w
+
+
+@numba.njit(cache=True, nogil=True)
+def back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals):  # pragma: no cover
+    """x = L^{-T} rho through the blocked factor: rho = (first term, dense part without response)."""
+    k1, l1 = tk[0], tl[0]
+    q1 = k1 * l1
+    m1 = L.shape[0] - 1
+    x2 = np.empty(m1)
+    for i in range(m1 - 1, -1, -1):
+        acc = rho[q1 + i]
+        for j in range(i + 1, m1):
+            acc -= L[j, i] * x2[j]
+        x2[i] = acc / L[i, i]
+    w2 = _lam2_apply(x2, C, sigma, s0, tk, tl, tc, tst)
+    T1 = np.zeros((k1, k1))
+    for i in range(k1):
+        for j in range(i + 1):
+            T1[i, j] = C[tc[0] + i * k1 + j] / sigma
+    x = np.empty(q1 + m1)
+    x[q1:] = x2
+    aw = np.empty(k1)
+    tw = np.empty(k1)
+    for g in range(l1):
+        for a in range(k1):
+            aw[a] = 0.0
+        for ia in range(ptr[g], ptr[g + 1]):
+            r = rows[ia]
+            if r < m1:
+                for a in range(k1):
+                    aw[a] += vals[ia, a] * w2[r]
+        for a in range(k1):                       # tw = T1' aw
+            acc = 0.0
+            for i in range(a, k1):
+                acc += T1[i, a] * aw[i]
+            tw[a] = acc
+        for a in range(k1 - 1, -1, -1):           # L11_g^{-T} rho_g
+            acc = rho[g * k1 + a]
+            for i in range(a + 1, k1):
+                acc -= L11[g, i, a] * x[g * k1 + i]
+            x[g * k1 + a] = acc / L11[g, a, a]
+        for a in range(k1):
+            acc = 0.0
+            for b in range(k1):
+                acc += Minv[g, a, b] * tw[b]
+            x[g * k1 + a] -= acc
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals):  # pragma: no cover - compiled
+    """The response's row of the blocked factor over the effects: (L11_g^{-1} T1' c1_g, L22[m-1, :m-1])."""
+    k1, l1 = tk[0], tl[0]
+    q1 = k1 * l1
+    m1 = L.shape[0] - 1
+    rho = np.zeros(q1 + m1)
+    rho[q1:] = L[m1, :m1]
+    T1 = np.zeros((k1, k1))
+    for i in range(k1):
+        for j in range(i + 1):
+            T1[i, j] = C[tc[0] + i * k1 + j] / sigma
+    for g in range(l1):
+        for ia in range(ptr[g], ptr[g + 1]):
+            if rows[ia] == m1:
+                for a in range(k1):
+                    acc = 0.0
+                    for i in range(a, k1):
+                        acc += T1[i, a] * vals[ia, i]
+                    rho[g * k1 + a] = acc
+        for a in range(k1):                       # forward solve with L11_g
+            acc = rho[g * k1 + a]
+            for i in range(a):
+                acc -= L11[g, a, i] * rho[g * k1 + i]
+            rho[g * k1 + a] = acc / L11[g, a, a]
+    return rho
+
+
+@numba.njit(cache=True, nogil=True)
+def finish(L, Sinv, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC):
+    # pragma: no cover - compiled
+    """Marginal log density and d/dC (into gC), d/dsigma from the factor and Sinv."""
+    k1, l1 = tk[0], tl[0]
+    q1 = k1 * l1
+    m = L.shape[0]
+    m1 = m - 1
+    logdet = logdet1
+    for i in range(m1):
+        logdet += 2.0 * math.log(L[i, i])
+    pwrss = L[m1, m1] ** 2
+    rho = response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
+    v = back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+    vv = 0.0
+    for i in range(v.shape[0]):
+        vv += v[i] * v[i]
+    rss = pwrss - vv
+    logp = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
+    # R = Lam2 Sinv Lam2' (raw scale), for the first term's selected inverse
+    R = Sinv.copy()
+    _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
+    trMinv = 0.0
+    for i in range(m1):
+        trMinv += Sinv[i, i]
+    T1 = np.zeros((k1, k1))
+    for i in range(k1):
+        for j in range(i + 1):
+            T1[i, j] = C[tc[0] + i * k1 + j] / sigma
+    # first term: H = sum_g u u' - I + Minv_g + Minv_g T1' Q_g T1 Minv_g
+    H = np.zeros((k1, k1))
+    Q = np.empty((k1, k1))
+    TQ = np.empty((k1, k1))
+    E = np.empty((k1, k1))
+    for g in range(l1):
+        for a in range(k1):
+            for b in range(k1):
+                Q[a, b] = 0.0
+        lo, hi = ptr[g], ptr[g + 1]
+        for ia in range(lo, hi):
+            ra = rows[ia]
+            if ra == m1:
+                continue
+            for ib in range(lo, hi):
+                rb = rows[ib]
+                if rb == m1:
+                    continue
+                rr = R[ra, rb]
+                for a in range(k1):
+                    va = vals[ia, a] * rr
+                    for b in range(k1):
+                        Q[a, b] += va * vals[ib, b]
+        # E = T1' Q T1, then Minv E Minv
+        for a in range(k1):
+            for b in range(k1):
+                acc = 0.0
+                for i in range(k1):
+                    for j in range(k1):
+                        acc += T1[i, a] * Q[i, j] * T1[j, b]
+                TQ[a, b] = acc
+        for a in range(k1):
+            for b in range(k1):
+                acc = 0.0
+                for i in range(k1):
+                    for j in range(k1):
+                        acc += Minv[g, a, i] * TQ[i, j] * Minv[g, j, b]
+                E[a, b] = acc + Minv[g, a, b]
+        for a in range(k1):
+            trMinv += E[a, a]
+            for b in range(k1):
+                H[a, b] += E[a, b] + v[g * k1 + a] * v[g * k1 + b] / sigma**2
+    for a in range(k1):
+        H[a, a] -= l1
+    _grad_C(H, C, tc[0], k1, gC)
+    # rest terms: H_t = sum_h u u' - I + Sinv_hh
+    for t in range(1, tk.shape[0]):
+        k, st = tk[t], tst[t]
+        Ht = np.zeros((k, k))
+        for h in range(tl[t]):
+            c0 = st + h * k
+            for a in range(k):
+                for b in range(k):
+                    Ht[a, b] += Sinv[c0 + a, c0 + b] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
+        for a in range(k):
+            Ht[a, a] -= tl[t]
+        _grad_C(Ht, C, tc[t], k, gC)
+    qp = q1 + m1
+    gsig = -(n - qp + trMinv) / sigma + rss / sigma**3
+    return logp, gsig
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
+    """R <- Lam2 R Lam2' over m-1 coordinates (the transpose action of _scale_dense)."""
+    m1 = R.shape[0]
+    p = s0.shape[0]
+    qr = m1 - p
+    for j in range(p):
+        f = s0[j] / sigma
+        R[qr + j, :] *= f
+        R[:, qr + j] *= f
+    tmp = np.empty(R.shape[0])
+    for t in range(1, tk.shape[0]):
+        k, st = tk[t], tst[t]
+        T = np.zeros((k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                T[i, j] = C[tc[t] + i * k + j] / sigma
+        for h in range(tl[t]):
+            c0 = st + h * k
+            if k == 1:
+                R[c0, :] *= T[0, 0]
+                R[:, c0] *= T[0, 0]
+                continue
+            for r in range(m1):                       # right: R[:, blk] @ T'
+                for a in range(k):
+                    acc = 0.0
+                    for b in range(a + 1):
+                        acc += R[r, c0 + b] * T[a, b]
+                    tmp[a] = acc
+                for a in range(k):
+                    R[r, c0 + a] = tmp[a]
+            for c in range(m1):                       # left: T R[blk, :]
+                for a in range(k):
+                    acc = 0.0
+                    for b in range(a + 1):
+                        acc += T[a, b] * R[c0 + b, c]
+                    tmp[a] = acc
+                for a in range(k):
+                    R[c0 + a, c] = tmp[a]
+
+
+@numba.njit(cache=True, nogil=True)
+def _grad_C(H, C, co, k, gC):  # pragma: no cover - compiled
+    """gC (lower) = C^{-T} H for one term."""
+    Cm = np.empty((k, k))
+    for i in range(k):
+        for j in range(k):
+            Cm[i, j] = C[co + i * k + j] if j <= i else 0.0
+    Ci = _tril_inv(Cm, k)
+    for i in range(k):
+        for j in range(i + 1):
+            acc = 0.0
+            for a in range(k):
+                acc += Ci[a, i] * H[a, j]
+            gC[co + i * k + j] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
+                    s0, A11, ptr, rows, vals, A22, n, sumlogw):  # pragma: no cover - compiled
+    """Log density and gradient in one call (dense part factored here: small m)."""
+    nc = tc[-1] + tk[-1] * tk[-1]
+    C = np.zeros(nc)
+    ncpc = cpc_beta.shape[0]
+    zs = np.empty(max(ncpc, 1))
+    rem = np.empty(max(ncpc, 1))
+    lp, gx, sigma = hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
+                                  C, zs, rem)
+    k1, l1 = tk[0], tl[0]
+    Minv = np.empty((l1, k1, k1))
+    L11 = np.empty((l1, k1, k1))
+    S, ld1 = schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11)
+    L, Sinv = dense_chol_inv(S)
+    gC = np.zeros(nc)
+    lm, gsig = finish(L, Sinv, ld1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC)
+    hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
+    _, _, _, dsdx = positive_prior(sig_code, sig_par, x[x.shape[0] - 1])
+    gx[x.shape[0] - 1] += gsig * dsdx
+    return lp + lm, gx
+
+
+@numba.njit(cache=True, nogil=True)
+def draw_effects(X, Zn, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
+                 s0, m0, A11, ptr, rows, vals, A22, hyp, eff):  # pragma: no cover - compiled
+    """For every draw (row of X): sds, correlations and sigma into ``hyp``; b and the fixed
+    effects drawn from their conditional normal (standard normals ``Zn``) into ``eff``."""
+    nc = tc[-1] + tk[-1] * tk[-1]
+    ncpc = cpc_beta.shape[0]
+    k1, l1 = tk[0], tl[0]
+    q1 = k1 * l1
+    p = s0.shape[0]
+    for d in range(X.shape[0]):
+        x = X[d]
+        C = np.zeros(nc)
+        zs = np.empty(max(ncpc, 1))
+        rem = np.empty(max(ncpc, 1))
+        _, _, sigma = hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
+                                    sig_par, C, zs, rem)
+        Minv = np.empty((l1, k1, k1))
+        L11 = np.empty((l1, k1, k1))
+        S, _ = schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11)
+        L = np.linalg.cholesky(S)
+        rho = response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals) / sigma + Zn[d]
+        th = back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+        j = 0
+        for t in range(tk.shape[0]):
+            k, co = tk[t], tc[t]
+            base = 0 if t == 0 else q1 + tst[t]
+            for h in range(tl[t]):
+                for a in range(k):
+                    acc = 0.0
+                    for b in range(a + 1):
+                        acc += C[co + a * k + b] * th[base + h * k + b]
+                    eff[d, (0 if t == 0 else q1 + tst[t]) + h * k + a] = acc
+            for a in range(k):
+                s = 0.0
+                for b in range(a + 1):
+                    s += C[co + a * k + b] ** 2
+                hyp[d, j] = math.sqrt(s)
+                j += 1
+        qr = th.shape[0] - q1 - p
+        for i in range(p):
+            eff[d, q1 + qr + i] = m0[i] + s0[i] * th[q1 + qr + i]
+        for t in range(tk.shape[0]):             # correlations (i < j) of correlated terms
+            k, co = tk[t], tc[t]
+            if not tcorr[t] or k < 2:
+                continue
+            for a in range(k):
+                for b in range(a + 1, k):
+                    sa, sb, ab = 0.0, 0.0, 0.0
+                    for c in range(k):
+                        ca = C[co + a * k + c] if c <= a else 0.0
+                        cb = C[co + b * k + c] if c <= b else 0.0
+                        sa += ca * ca
+                        sb += cb * cb
+                        ab += ca * cb
+                    hyp[d, j] = ab / math.sqrt(sa * sb)
+                    j += 1
+        hyp[d, j] = sigma
