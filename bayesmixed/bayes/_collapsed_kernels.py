@@ -249,8 +249,7 @@ def schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11): 
         lo, hi = ptr[g], ptr[g + 1]
         for ia in range(lo, hi):
             ra = rows[ia]
-            # va = vals[ia] @ D
-            for ib in range(lo, hi):
+            for ib in range(lo, ia + 1):           # lower triangle (rows ascending)
                 rb = rows[ib]
                 acc = 0.0
                 for a in range(k1):
@@ -259,6 +258,9 @@ def schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11): 
                         for b in range(k1):
                             acc += va * D[a, b] * vals[ib, b]
                 S[ra, rb] -= acc
+    for i in range(m):                             # mirror the lower triangle
+        for j in range(i + 1, m):
+            S[i, j] = S[j, i]
     _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, True)
     for i in range(m - 1):
         S[i, i] += 1.0
@@ -266,27 +268,54 @@ def schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11): 
 
 
 @numba.njit(cache=True, nogil=True)
+def _diag_scale(C, sigma, s0, tk, tl, tc, tst, m):  # pragma: no cover - compiled
+    """Diagonal part of Lam2 over m dense coordinates (scalar terms, fixed effects; 1 elsewhere)."""
+    f = np.ones(m)
+    p = s0.shape[0]
+    qr = m - 1 - p if m > 0 else 0
+    for j in range(p):
+        if qr + j < m:
+            f[qr + j] = s0[j] / sigma
+    for t in range(1, tk.shape[0]):
+        if tk[t] == 1:
+            v = C[tc[t]] / sigma
+            for h in range(tl[t]):
+                f[tst[t] + h] = v
+    return f
+
+
+@numba.njit(cache=True, nogil=True)
+def _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
+    """R = Lam2 Sinv Lam2' (m-1 coordinates) from the upper triangle of Sinv."""
+    m1 = Sup.shape[0]
+    f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m1 + 1)
+    R = np.empty((m1, m1))
+    for i in range(m1):
+        for j in range(i, m1):
+            v = Sup[i, j] * f[i] * f[j]
+            R[i, j] = v
+            R[j, i] = v
+    _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
+    return R
+
+
+@numba.njit(cache=True, nogil=True)
 def _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, both):  # pragma: no cover - compiled
     """S <- Lam2' S Lam2 (``both``) over the dense coordinates: rest terms, fixed, response."""
     m = S.shape[0]
-    p = s0.shape[0]
-    qr = m - 1 - p
-    for j in range(p):
-        f = s0[j] / sigma
-        S[qr + j, :] *= f
-        S[:, qr + j] *= f
+    f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m)
+    for i in range(m):
+        fi = f[i]
+        for j in range(m):
+            S[i, j] *= fi * f[j]
     for t in range(1, tk.shape[0]):
         k, st = tk[t], tst[t]
+        if k == 1:
+            continue
         T = np.zeros((k, k))
         for i in range(k):
             for j in range(i + 1):
                 T[i, j] = C[tc[t] + i * k + j] / sigma
-        if k == 1:
-            f = T[0, 0]
-            for h in range(tl[t]):
-                S[st + h, :] *= f
-                S[:, st + h] *= f
-            continue
         tmp = np.empty(k)
         for h in range(tl[t]):
             c0 = st + h * k
@@ -310,7 +339,7 @@ def _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, both):  # pragma: no cover - 
 
 @numba.njit(cache=True, nogil=True)
 def dense_chol_inv(S):  # pragma: no cover - compiled
-    """(L, Sinv): Cholesky of S and the inverse of its leading (m-1) block (small m)."""
+    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m)."""
     L = np.linalg.cholesky(S)
     m1 = S.shape[0] - 1
     Li = _tril_inv(L, m1)
@@ -322,7 +351,7 @@ def dense_chol_inv(S):  # pragma: no cover - compiled
                 acc += Li[i, a] * Li[i, b]
             Sinv[a, b] = acc
             Sinv[b, a] = acc
-    return L, Sinv
+    return np.ascontiguousarray(L.T), Sinv
 
 
 @numba.njit(cache=True, nogil=True)
@@ -346,17 +375,18 @@ def _lam2_apply(v, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True)
-def back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals):  # pragma: no cover
-    """x = L^{-T} rho through the blocked factor: rho = (first term, dense part without response)."""
+def back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals):  # pragma: no cover
+    """x = L^{-T} rho through the blocked factor (``U = L22'``, the dense part's upper factor):
+    rho = (first term, dense part without the response)."""
     k1, l1 = tk[0], tl[0]
     q1 = k1 * l1
-    m1 = L.shape[0] - 1
+    m1 = U.shape[0] - 1
     x2 = np.empty(m1)
     for i in range(m1 - 1, -1, -1):
         acc = rho[q1 + i]
         for j in range(i + 1, m1):
-            acc -= L[j, i] * x2[j]
-        x2[i] = acc / L[i, i]
+            acc -= U[i, j] * x2[j]
+        x2[i] = acc / U[i, i]
     w2 = _lam2_apply(x2, C, sigma, s0, tk, tl, tc, tst)
     T1 = np.zeros((k1, k1))
     for i in range(k1):
@@ -393,13 +423,14 @@ def back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals
 
 
 @numba.njit(cache=True, nogil=True)
-def response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals):  # pragma: no cover - compiled
+def response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals):  # pragma: no cover - compiled
     """The response's row of the blocked factor over the effects: (L11_g^{-1} T1' c1_g, L22[m-1, :m-1])."""
     k1, l1 = tk[0], tl[0]
     q1 = k1 * l1
-    m1 = L.shape[0] - 1
+    m1 = U.shape[0] - 1
     rho = np.zeros(q1 + m1)
-    rho[q1:] = L[m1, :m1]
+    for i in range(m1):
+        rho[q1 + i] = U[i, m1]
     T1 = np.zeros((k1, k1))
     for i in range(k1):
         for j in range(i + 1):
@@ -421,30 +452,41 @@ def response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals):  # pragma: no c
 
 
 @numba.njit(cache=True, nogil=True)
-def finish(L, Sinv, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC):
+def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC):
     # pragma: no cover - compiled
-    """Marginal log density and d/dC (into gC), d/dsigma from the factor and Sinv."""
+    """Marginal log density and d/dC (into gC), d/dsigma from the dense part's upper factor ``U``
+    and the inverse of its leading block (``Sup``: upper triangle used)."""
     k1, l1 = tk[0], tl[0]
     q1 = k1 * l1
-    m = L.shape[0]
+    m = U.shape[0]
     m1 = m - 1
     logdet = logdet1
     for i in range(m1):
-        logdet += 2.0 * math.log(L[i, i])
-    pwrss = L[m1, m1] ** 2
-    rho = response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
-    v = back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+        logdet += 2.0 * math.log(U[i, i])
+    pwrss = U[m1, m1] ** 2
+    rho = response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
+    v = back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
     vv = 0.0
     for i in range(v.shape[0]):
         vv += v[i] * v[i]
     rss = pwrss - vv
     logp = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
     # R = Lam2 Sinv Lam2' (raw scale), for the first term's selected inverse
-    R = Sinv.copy()
-    _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
+    # R = Lam2 Sinv Lam2' (raw scale), for the first term's selected inverse: formed only when a
+    # rest term has k > 1; otherwise Lam2 is diagonal (f) and R is read off Sinv's upper triangle
+    blocks = False
+    for t in range(1, tk.shape[0]):
+        if tk[t] > 1:
+            blocks = True
+    if blocks:
+        R = _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst)
+        f = np.ones(m)
+    else:
+        R = Sup
+        f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m)
     trMinv = 0.0
     for i in range(m1):
-        trMinv += Sinv[i, i]
+        trMinv += Sup[i, i]
     T1 = np.zeros((k1, k1))
     for i in range(k1):
         for j in range(i + 1):
@@ -459,19 +501,21 @@ def finish(L, Sinv, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows
             for b in range(k1):
                 Q[a, b] = 0.0
         lo, hi = ptr[g], ptr[g + 1]
-        for ia in range(lo, hi):
-            ra = rows[ia]
-            if ra == m1:
+        for ib in range(lo, hi):
+            rb = rows[ib]
+            if rb == m1:
                 continue
-            for ib in range(lo, hi):
-                rb = rows[ib]
-                if rb == m1:
+            fb = f[rb]
+            for ia in range(ib, hi):               # rows ascending: ra >= rb, R[rb, ra] upper triangle
+                ra = rows[ia]
+                if ra == m1:
                     continue
-                rr = R[ra, rb]
+                rr = R[rb, ra] * fb * f[ra]
+                if ia == ib:
+                    rr *= 0.5
                 for a in range(k1):
-                    va = vals[ia, a] * rr
                     for b in range(k1):
-                        Q[a, b] += va * vals[ib, b]
+                        Q[a, b] += rr * (vals[ia, a] * vals[ib, b] + vals[ib, a] * vals[ia, b])
         # E = T1' Q T1, then Minv E Minv
         for a in range(k1):
             for b in range(k1):
@@ -502,7 +546,7 @@ def finish(L, Sinv, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows
             c0 = st + h * k
             for a in range(k):
                 for b in range(k):
-                    Ht[a, b] += Sinv[c0 + a, c0 + b] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
+                    Ht[a, b] += Sup[c0 + min(a, b), c0 + max(a, b)] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
         for a in range(k):
             Ht[a, a] -= tl[t]
         _grad_C(Ht, C, tc[t], k, gC)
@@ -513,27 +557,19 @@ def finish(L, Sinv, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows
 
 @numba.njit(cache=True, nogil=True)
 def _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
-    """R <- Lam2 R Lam2' over m-1 coordinates (the transpose action of _scale_dense)."""
+    """R <- T R T' over the level blocks of the rest terms with k > 1 (m-1 coordinates)."""
     m1 = R.shape[0]
-    p = s0.shape[0]
-    qr = m1 - p
-    for j in range(p):
-        f = s0[j] / sigma
-        R[qr + j, :] *= f
-        R[:, qr + j] *= f
     tmp = np.empty(R.shape[0])
     for t in range(1, tk.shape[0]):
         k, st = tk[t], tst[t]
+        if k == 1:
+            continue
         T = np.zeros((k, k))
         for i in range(k):
             for j in range(i + 1):
                 T[i, j] = C[tc[t] + i * k + j] / sigma
         for h in range(tl[t]):
             c0 = st + h * k
-            if k == 1:
-                R[c0, :] *= T[0, 0]
-                R[:, c0] *= T[0, 0]
-                continue
             for r in range(m1):                       # right: R[:, blk] @ T'
                 for a in range(k):
                     acc = 0.0
@@ -583,9 +619,9 @@ def logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cp
     Minv = np.empty((l1, k1, k1))
     L11 = np.empty((l1, k1, k1))
     S, ld1 = schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11)
-    L, Sinv = dense_chol_inv(S)
+    U, Sinv = dense_chol_inv(S)
     gC = np.zeros(nc)
-    lm, gsig = finish(L, Sinv, ld1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC)
+    lm, gsig = finish(U, Sinv, ld1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC)
     hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
     _, _, _, dsdx = positive_prior(sig_code, sig_par, x[x.shape[0] - 1])
     gx[x.shape[0] - 1] += gsig * dsdx
@@ -612,9 +648,9 @@ def draw_effects(X, Zn, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, c
         Minv = np.empty((l1, k1, k1))
         L11 = np.empty((l1, k1, k1))
         S, _ = schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11)
-        L = np.linalg.cholesky(S)
-        rho = response_row(L, C, sigma, tk, tl, tc, L11, ptr, rows, vals) / sigma + Zn[d]
-        th = back_solve(L, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+        U = np.ascontiguousarray(np.linalg.cholesky(S).T)
+        rho = response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals) / sigma + Zn[d]
+        th = back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
         j = 0
         for t in range(tk.shape[0]):
             k, co = tk[t], tc[t]

@@ -236,17 +236,17 @@ def _logp_grad_large(cd: CollapsedDesign, x: np.ndarray):
     l1, k1 = int(tl[0]), int(tk[0])
     Minv, L11 = np.empty((l1, k1, k1)), np.empty((l1, k1, k1))
     S, ld1 = K.schur(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, Minv, L11)
-    L, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
+    # S is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place
+    F, info = lapack.dpotrf(S.T, lower=1, clean=1, overwrite_a=1)
     if info:
         raise np.linalg.LinAlgError("Schur complement not positive definite")
-    m1 = L.shape[0] - 1
-    Sinv, info = lapack.dpotri(L[:m1, :m1], lower=1)
+    m1 = F.shape[0] - 1
+    Sinv, info = lapack.dpotri(F[:m1, :m1], lower=1, overwrite_c=1)
     if info:
         raise np.linalg.LinAlgError("singular factor")
-    Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
-    L = np.ascontiguousarray(L)
     gC = np.zeros(nc)
-    lm, gsig = K.finish(L, Sinv, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows, cd.vals,
+    # F.T, Sinv.T: C-ordered upper triangles of the factor and of the inverse (no copies)
+    lm, gsig = K.finish(F.T, Sinv.T, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows, cd.vals,
                         cd.n, cd.sumlogw, gC)
     K.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
     _, _, _, dsdx = K.positive_prior(sig_code, sig_par, x[-1])
