@@ -15,6 +15,23 @@ compile). Reported per fit:
 
 bambi's sleepstudy model has no correlation (bambi cannot model it); ours does.
 
+Measured 2026-11-30 09:40-09:47 UTC on the shared 2-core machine under heavy load from other
+work (load average 9.8 before, 11.1 after: wall times are 4-6x the CPU times, so the
+per-CPU-second ratio is the fairer one); 4 chains x 1000 draws after 1000 tuning,
+OPENBLAS_NUM_THREADS=1 for both libraries:
+
+==========  ===================================  ===================================  ==============
+model       collapsed wall / CPU / min ESS       bambi wall / CPU / min ESS           ratio ESS/s
+==========  ===================================  ===================================  ==============
+sleepstudy  19.2 s / 2.8 s / 3418, 0 div.        49.0 s / 11.7 s / 1000, 0 div.       8.7 (wall), 14.6 (CPU)
+radon       21.5 s / 4.1 s / 1072, 0 div.        107.2 s / 16.8 s / 709, 0 div.       7.5 (wall), 6.3 (CPU)
+==========  ===================================  ===================================  ==============
+
+Second, different model in the same process: radon after sleepstudy 15.8 s wall / 3.0 s CPU;
+sleepstudy after radon 5.0 s wall / 1.0 s CPU. Per gradient (CPU): sleepstudy 10 us, radon
+30 us (numba kernel; nutpie's Python callback adds 25-50 us), InstEval about 100 ms (dense
+Schur complement of size 1159: LAPACK potrf + potri dominate with the sparse rank updates).
+
 Run: ``.venv/bin/python benchmarks/bench_collapsed.py [--draws 1000] [--models sleepstudy radon]
 [--libraries collapsed bambi] [--insteval]``. ``--insteval`` adds the full InstEval posterior
 (``y ~ service + (1|s) + (1|d) + (1|dept:service)``) with ``--insteval-draws`` per chain.

@@ -271,3 +271,17 @@ def test_collapsed_agrees_with_joint_sampler():
             z = (a[..., j].mean() - b[..., j].mean()) / np.hypot(*mc)
             assert abs(z) < 4, (j, z)
             assert a[..., j].std() == pytest.approx(b[..., j].std(), rel=0.12)
+
+
+def test_posterior_fit_reads_collapsed_idata(quick):
+    """With ``corr_matrix=True`` today's PosteriorFit summarises a collapsed posterior as a joint one."""
+    from bayesmixed.results.posterior import PosteriorFit
+
+    m, _, _ = quick
+    idata = C.sample_collapsed(m, random_seed=7, corr_matrix=True, **RUN)
+    fit = PosteriorFit(design=m.design, idata=idata, priors=m.priors, sampler="nutpie (collapsed)")
+    tid = fit.tidy()
+    assert list(tid["term"]) == ["Intercept", "Days", "sd__Intercept", "sd__Days", "cor__Intercept.Days",
+                                 "sd__Observation"]
+    assert fit.ranef["Subject"].shape == (18, 2)
+    assert fit.fixef["Days"] == pytest.approx(10.47, abs=1.5)
