@@ -32,6 +32,13 @@ sleepstudy after radon 5.0 s wall / 1.0 s CPU. Per gradient (CPU): sleepstudy 10
 30 us (numba kernel; nutpie's Python callback adds 25-50 us), InstEval about 100 ms (dense
 Schur complement of size 1159: LAPACK potrf + potri dominate with the sparse rank updates).
 
+InstEval (``y ~ service + (1|s) + (1|d) + (1|dept:service)``, 73 421 rows, q = 4128, dense part
+1159), 2 chains x 100 draws after 150 tuning, same load (8-13): 1165 s wall, 223 s CPU, 0
+divergences, depth 2 (3.6 gradients per draw), ESS-bulk 203-372 from 200 draws, R-hat <= 1.01;
+drawing b and beta for the 200 draws took 45 s wall. Projected for 4 chains x 200 draws after
+150 tuning (ESS-bulk >= 400 each) on an idle 2-core machine: about 650 s CPU, 6-7 min wall
+with two chains at a time (the kernels and LAPACK release the GIL) -- not measured here.
+
 Run: ``.venv/bin/python benchmarks/bench_collapsed.py [--draws 1000] [--models sleepstudy radon]
 [--libraries collapsed bambi] [--insteval]``. ``--insteval`` adds the full InstEval posterior
 (``y ~ service + (1|s) + (1|d) + (1|dept:service)``) with ``--insteval-draws`` per chain.

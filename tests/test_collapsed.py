@@ -81,8 +81,8 @@ def _pymc_marginal(pm_model, pt):
     vals = [pm_model.rvs_to_values[v] for v in eff]
     logp = pm_model.compile_logp()
     grad = pm_model.compile_dlogp(vars=eff)
-    hess = pm_model.compile_d2logp(vars=eff, negate_output=True)
-    H = np.atleast_2d(hess(pt))
+    hess = pm_model.compile_d2logp(vars=eff, negate_output=False)
+    H = -np.atleast_2d(hess(pt))                         # negated Hessian (positive definite)
     g = np.atleast_1d(grad(pt))
     step = np.linalg.solve(H, g)
     new = dict(pt)
