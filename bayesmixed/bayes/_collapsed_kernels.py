@@ -341,7 +341,34 @@ def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows,
         vv += v[i] * v[i]
     rss = pwrss - vv
     logp = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
-    # R = Lam2 Sinv Lam2' (raw scale), for the first term's selected inverse
+    trMinv = 0.0
+    for i in range(m1):
+        trMinv += Sup[i, i]
+    trMinv += _first_term_grad(Sup, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, vals, gC)
+    # rest terms: H_t = sum_h u u' - I + Sinv_hh
+    for t in range(1, tk.shape[0]):
+        k, st = tk[t], tst[t]
+        Ht = np.zeros((k, k))
+        for h in range(tl[t]):
+            c0 = st + h * k
+            for a in range(k):
+                for b in range(k):
+                    Ht[a, b] += Sup[c0 + min(a, b), c0 + max(a, b)] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
+        for a in range(k):
+            Ht[a, a] -= tl[t]
+        _grad_C(Ht, C, tc[t], k, gC)
+    qp = q1 + m1
+    gsig = -(n - qp + trMinv) / sigma + rss / sigma**3
+    return logp, gsig
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_term_grad(Sup, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, vals, gC):  # pragma: no cover
+    """d/dC_1 (into gC) from H = sum_g u u' - I + Minv_g + Minv_g T1' Q_g T1 Minv_g, with
+    Q_g = A21_g' R A21_g; returns the first term's part of tr(M^{-1})."""
+    k1, l1 = tk[0], tl[0]
+    m1 = Sup.shape[0]
+    m = m1 + 1
     # R = Lam2 Sinv Lam2' (raw scale), for the first term's selected inverse: formed only when a
     # rest term has k > 1; otherwise Lam2 is diagonal (f) and R is read off Sinv's upper triangle
     blocks = False
@@ -355,8 +382,6 @@ def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows,
         R = Sup
         f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m)
     trMinv = 0.0
-    for i in range(m1):
-        trMinv += Sup[i, i]
     T1 = np.zeros((k1, k1))
     for i in range(k1):
         for j in range(i + 1):
@@ -408,21 +433,7 @@ def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows,
     for a in range(k1):
         H[a, a] -= l1
     _grad_C(H, C, tc[0], k1, gC)
-    # rest terms: H_t = sum_h u u' - I + Sinv_hh
-    for t in range(1, tk.shape[0]):
-        k, st = tk[t], tst[t]
-        Ht = np.zeros((k, k))
-        for h in range(tl[t]):
-            c0 = st + h * k
-            for a in range(k):
-                for b in range(k):
-                    Ht[a, b] += Sup[c0 + min(a, b), c0 + max(a, b)] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
-        for a in range(k):
-            Ht[a, a] -= tl[t]
-        _grad_C(Ht, C, tc[t], k, gC)
-    qp = q1 + m1
-    gsig = -(n - qp + trMinv) / sigma + rss / sigma**3
-    return logp, gsig
+    return trMinv
 
 
 @numba.njit(cache=True, nogil=True)
