@@ -27,7 +27,18 @@ sleepstudy  19.2 s / 2.8 s / 3418, 0 div.        49.0 s / 11.7 s / 1000, 0 div. 
 radon       21.5 s / 4.1 s / 1072, 0 div.        107.2 s / 16.8 s / 709, 0 div.       7.5 (wall), 6.3 (CPU)
 ==========  ===================================  ===================================  ==============
 
-Second, different model in the same process: radon after sleepstudy 15.8 s wall / 3.0 s CPU;
+Again at 10:17-10:24 UTC with the final kernels (load average 7.3 before, 6.8 after):
+
+==========  ===================================  ===================================  ==============
+model       collapsed wall / CPU / min ESS       bambi wall / CPU / min ESS           ratio ESS/s
+==========  ===================================  ===================================  ==============
+sleepstudy  6.2 s / 2.5 s / 3215, 0 div.         19.4 s / 8.3 s / 1074, 0 div.        9.3 (wall), 10.1 (CPU)
+radon       8.7 s / 4.3 s / 1078, 0 div.         16.5 s / 9.3 s / 659, 0 div.         3.1 (wall), 3.5 (CPU)
+==========  ===================================  ===================================  ==============
+
+(second model in the same process: radon after sleepstudy 7.1 s wall / 2.8 s CPU, sleepstudy
+after radon 2.2 s wall / 1.1 s CPU.) First run, second, different model in the same process:
+radon after sleepstudy 15.8 s wall / 3.0 s CPU;
 sleepstudy after radon 5.0 s wall / 1.0 s CPU. Per gradient (CPU): sleepstudy 10 us, radon
 30 us (numba kernel; nutpie's Python callback adds 25-50 us), InstEval about 100 ms (dense
 Schur complement of size 1159: LAPACK potrf + potri dominate with the sparse rank updates).
