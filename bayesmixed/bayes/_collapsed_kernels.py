@@ -23,22 +23,9 @@ import math
 import numba
 import numpy as np
 
-from bayesmixed.bayes._collapsed_hyper import hyper_backward, hyper_forward, positive_prior
+from bayesmixed.bayes._collapsed_hyper import _tril_inv, dense_chol_inv, hyper_backward, hyper_forward, positive_prior
 
 LOG2PI = math.log(2.0 * math.pi)
-
-
-@numba.njit(cache=True, nogil=True)
-def _tril_inv(L, k):  # pragma: no cover - compiled
-    Li = np.zeros((k, k))
-    for j in range(k):
-        Li[j, j] = 1.0 / L[j, j]
-        for i in range(j + 1, k):
-            acc = 0.0
-            for m in range(j, i):
-                acc += L[i, m] * Li[m, j]
-            Li[i, j] = -acc / L[i, i]
-    return Li
 
 
 @numba.njit(cache=True, nogil=True)
@@ -205,23 +192,6 @@ def _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, both):  # pragma: no cover - 
                     tmp[b] = acc
                 for b in range(k):
                     S[c0 + b, c] = tmp[b]
-
-
-@numba.njit(cache=True, nogil=True)
-def dense_chol_inv(S):  # pragma: no cover - compiled
-    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m)."""
-    L = np.linalg.cholesky(S)
-    m1 = S.shape[0] - 1
-    Li = _tril_inv(L, m1)
-    Sinv = np.zeros((m1, m1))
-    for a in range(m1):
-        for b in range(a + 1):
-            acc = 0.0
-            for i in range(a, m1):
-                acc += Li[i, a] * Li[i, b]
-            Sinv[a, b] = acc
-            Sinv[b, a] = acc
-    return np.ascontiguousarray(L.T), Sinv
 
 
 @numba.njit(cache=True, nogil=True)
