@@ -142,12 +142,13 @@ def test_observed_information_laplace_reproduces_glmmTMB(case):
 
 
 def test_evaluation_count():
-    """Pilot over theta only (beta's scales from RX), then 2k + k(k - 1) evaluations."""
+    """Pilot over theta only (beta's scales from RX, its pairs reused when their step fits),
+    then 2k + k(k - 1) evaluations."""
     fit = _fit("verbagg_binomial")
     V = fit.vcov_rx.to_numpy()
     scales = 1 / np.sqrt(np.diag(np.linalg.inv(V)))
     res = glmm_derivs(fit._devfun, _pars(fit), f0=fit.objective, u=fit.u, beta_scales=scales)
     k, nth = res.steps.size, fit.design.n_theta
-    assert res.n_evals == 2 * nth + 2 * k + k * (k - 1)
+    assert 2 * k + k * (k - 1) <= res.n_evals <= 2 * nth + 2 * k + k * (k - 1)
     np.testing.assert_allclose(_beta_se(res.hessian, nth), next(c for c in CASES if c["id"] == "verbagg_binomial")
                                ["se_exact"], rtol=SE_RTOL)

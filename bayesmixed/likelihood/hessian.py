@@ -16,7 +16,8 @@ errors ~1e-3 off). That is ``2k + k(k - 1)`` evaluations for k parameters; with
 
 The steps are scaled to the curvature: ``h_i = step * s_i`` with ``s_i`` the
 conditional standard error ``sqrt(2 / H_ii)`` of a deviance (-2 log L), from a pilot
-pass over the parameters without a given scale. Each step then moves the deviance by
+pass over the parameters without a given scale (whose evaluations are reused when the
+pilot step is within a factor 2 of the chosen one). Each step then moves the deviance by
 about ``2 step^2`` whatever the parameter's units.
 
 The inner iterations are warm-started: given ``warm=(get, set)`` (read the inner state
@@ -52,6 +53,7 @@ class _Evaluator:
         self.n = 0
         self.u0 = None if warm is None else np.array(warm[0](), dtype=float)
         self.slope = {}                    # i -> d(inner state)/dx_i estimate
+        self.axis = {}                     # i -> (h, f(x + h e_i), f(x - h e_i)) evaluated so far
 
     def __call__(self, d: np.ndarray, start=None) -> tuple[float, np.ndarray | None]:
         if self.warm is not None:
@@ -79,6 +81,7 @@ class _Evaluator:
         fm, um = self(-e, None if up is None else 2 * self.u0 - up)
         if up is not None:
             self.slope[i] = (up - um) / (2 * h)
+        self.axis[i] = (h, fp, fm)
         return fp, fm
 
 
@@ -100,7 +103,11 @@ def _stencil(ev: _Evaluator, h: np.ndarray, f0: float):
     k = h.size
     fp, fm = np.empty(k), np.empty(k)
     for i in range(k):
-        fp[i], fm[i] = ev.axis_pair(i, h[i])
+        known = ev.axis.get(i)
+        if known is not None and known[0] / 3 <= h[i] <= 3 * known[0]:
+            h[i], fp[i], fm[i] = known          # the pilot's pair is a good enough step: reuse it
+        else:
+            fp[i], fm[i] = ev.axis_pair(i, h[i])
     g = (fp - fm) / (2 * h)
     d = (fp + fm - 2 * f0) / h**2
     H = np.diag(d)
@@ -160,8 +167,9 @@ def central_hessian(f, x, *, f0: float | None = None, scales=None, step: float =
         if todo.size:
             s[todo] = _pilot_scales(ev, x, f0, todo, pilot)
         h = step * s
-        g, H = _stencil(ev, h, f0)
+        g, H = _stencil(ev, h, f0)             # may adopt the pilot's steps (within a factor 3)
         if levels >= 2:
+            ev.axis.clear()
             g2, H2 = _stencil(ev, h / 2, f0)
             g, H = (4 * g2 - g) / 3, (4 * H2 - H) / 3
     finally:
