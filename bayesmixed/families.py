@@ -264,6 +264,20 @@ class Family:
         dist, kw = self._pymc_args(mu, eta, trials, weights, params)
         return pm.logp(getattr(pm, dist).dist(**kw), value)
 
+    # --- added by plots
+    @property
+    def mean_label(self) -> str:
+        """How plots name the predicted mean (an axis label).
+
+        Examples
+        --------
+        >>> get_family("binomial").mean_label, get_family("poisson").mean_label, get_family("gaussian").mean_label
+        ('predicted probability', 'expected count', 'prediction')
+        """
+        if self.uses_trials:
+            return "predicted probability"
+        return "expected count" if isinstance(self, _Counts) else "prediction"
+
 
 class Gaussian(Family):
     """Normal response; ``sigma`` is the residual sd (``dispersion`` in logpdf/simulate)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmixed.bayes.priors import Prior, Priors
+from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 from bayesmixed.errors import DesignError
 
 
@@ -234,8 +234,6 @@ def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = F
     (['Intercept', 'Days'], 18)
     """
     import pymc as pm
-
-    from bayesmixed.bayes.priors import resolve_priors
 
     priors = resolve_priors(design) if priors is None else priors
     with pm.Model(coords=model_coords(design)) as model:
