@@ -64,7 +64,7 @@ def _beta_se(H: np.ndarray, n_theta: int) -> np.ndarray:
 
 
 def _hessian_se(fit, **kw) -> np.ndarray:
-    res = glmm_derivs(fit._devfun, _pars(fit), nAGQ=fit.nAGQ, f0=fit.objective, u=fit.u, **kw)
+    res = glmm_derivs(fit._optimum.devfun, _pars(fit), nAGQ=fit.nAGQ, f0=fit.objective, u=fit.u, **kw)
     return _beta_se(res.hessian, fit.design.n_theta)
 
 
@@ -85,8 +85,7 @@ def test_fixef_se_match_exact_hessian(case):
         pytest.skip("no converged exact Hessian of glmer's objective in R; see the observed-weights test")
     se, acc = ref
     assert acc < 5e-5                     # the reference is accurate well within the tolerance
-    mine = _hessian_se(fit)
-    np.testing.assert_allclose(mine, se, rtol=SE_RTOL)
+    np.testing.assert_allclose(fit.fixef_se.to_numpy(), se, rtol=SE_RTOL)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["id"] in
@@ -95,9 +94,8 @@ def test_fixef_se_match_exact_hessian(case):
 def test_hessian_is_converged_in_the_step(case):
     """One stencil at 1% of each standard error against Richardson extrapolation at 3%."""
     fit = _fit(case["id"])
-    a = _hessian_se(fit)
     b = _hessian_se(fit, step=3e-2, levels=2)
-    np.testing.assert_allclose(a, b, rtol=1e-5)
+    np.testing.assert_allclose(fit.fixef_se.to_numpy(), b, rtol=1e-5)
 
 
 def _observed_laplace(dev, n_theta):
@@ -124,7 +122,7 @@ def _theta_from_tmb(tpar: np.ndarray) -> np.ndarray:
                          ids=lambda c: c["id"])
 def test_observed_information_laplace_reproduces_glmmTMB(case):
     fit = _fit(case["id"])
-    dev, nth = fit._devfun, fit.design.n_theta
+    dev, nth = fit._optimum.devfun, fit.design.n_theta
     tmb = case["tmb"]
     par, names = np.asarray(tmb["par"]), np.asarray(tmb["par_names"])
     x = np.concatenate([_theta_from_tmb(par[names == "theta"]), par[names == "beta"]])
@@ -147,8 +145,19 @@ def test_evaluation_count():
     fit = _fit("verbagg_binomial")
     V = fit.vcov_rx.to_numpy()
     scales = 1 / np.sqrt(np.diag(np.linalg.inv(V)))
-    res = glmm_derivs(fit._devfun, _pars(fit), f0=fit.objective, u=fit.u, beta_scales=scales)
+    res = glmm_derivs(fit._optimum.devfun, _pars(fit), f0=fit.objective, u=fit.u, beta_scales=scales)
     k, nth = res.steps.size, fit.design.n_theta
     assert 2 * k + k * (k - 1) <= res.n_evals <= 2 * nth + 2 * k + k * (k - 1)
     np.testing.assert_allclose(_beta_se(res.hessian, nth), next(c for c in CASES if c["id"] == "verbagg_binomial")
                                ["se_exact"], rtol=SE_RTOL)
+
+
+def test_use_hessian_false_gives_rx_based_se():
+    """glmer's ``vcov(fit, use.hessian = FALSE)``: sigma^2 (RX'RX)^{-1} from the PIRLS factor."""
+    case = next(c for c in CASES if c["id"] == "cbpp_logit_agq1")
+    model = bm.Model(case["formula"], _data(case), family="binomial")
+    rx = model.fit(use_hessian=False)
+    np.testing.assert_allclose(rx.vcov.to_numpy(), rx.vcov_rx.to_numpy(), rtol=1e-14)
+    np.testing.assert_allclose(rx.fixef_se.to_numpy(), case["glmer_tight"]["se_rx"], rtol=1e-4)
+    hess = _fit(case["id"])
+    assert np.max(np.abs(rx.fixef_se.to_numpy() / hess.fixef_se.to_numpy() - 1)) > 1e-2

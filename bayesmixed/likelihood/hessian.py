@@ -217,9 +217,11 @@ def glmm_derivs(dev, pars, *, nAGQ: int = 1, f0: float | None = None, u=None, be
     Examples
     --------
     >>> import bayesmixed as bm
-    >>> fit = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
-    ...                bm.load_dataset("cbpp"), family="binomial").fit()
-    >>> res = glmm_derivs(fit._devfun, np.concatenate([fit.theta, fit.fixef]), u=fit.u)
+    >>> from bayesmixed.likelihood.glmm import optimize_glmm
+    >>> m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...              bm.load_dataset("cbpp"), family="binomial")
+    >>> opt = optimize_glmm(m.design)
+    >>> res = glmm_derivs(opt.devfun, np.concatenate([opt.theta, opt.beta]), f0=opt.objective, u=opt.u)
     >>> se = np.sqrt(np.diag(2 * np.linalg.inv(res.hessian)))[1:]
     >>> np.round(se, 4).tolist()            # glmmTMB's exact-Hessian SEs: 0.2325 0.3066 0.3266 0.4274
     [0.2325, 0.3066, 0.3266, 0.4274]
