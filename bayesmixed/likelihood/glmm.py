@@ -10,7 +10,8 @@ start that is already close.
 Standard errors: as glmer's default (``use.hessian=TRUE``), from the Hessian of the
 criterion over (theta, beta) at the optimum, here by central differences of the
 criterion with fully converged PIRLS (``likelihood/hessian.py``; accurate to ~1e-6,
-where glmer's forward-difference ``deriv12`` of its lagged criterion is ~1e-3 off);
+where glmer's ``deriv12`` of its criterion, which carries its PIRLS tolerance, is 1e-3
+to 1e-2 off);
 ``use_hessian=False`` gives glmer's RX-based ``vcov(fit, use.hessian=FALSE)``.
 """
 

@@ -10,14 +10,14 @@ differences (numDeriv's ``genD`` stencil): with per-parameter steps ``h``,
   ``H_ij = (f(++) + f(--) - 2 f0 - h_i^2 H_ii - h_j^2 H_jj) / (2 h_i h_j)``,
 
 so every entry carries an O(h^2) error (lme4's ``deriv12`` needs four evaluations per
-pair for the same order; forward differences leave an O(h) error that puts standard
-errors ~1e-3 off). That is ``2k + k(k - 1)`` evaluations for k parameters; with
+pair for the same order; forward differences for the mixed partials leave an O(h)
+error that put Contraception's standard errors 3e-3 off). That is ``2k + k(k - 1)`` evaluations for k parameters; with
 ``levels=2`` a second stencil at h/2 is combined by Richardson extrapolation (O(h^4)).
 
 The steps are scaled to the curvature: ``h_i = step * s_i`` with ``s_i`` the
 conditional standard error ``sqrt(2 / H_ii)`` of a deviance (-2 log L), from a pilot
 pass over the parameters without a given scale (whose evaluations are reused when the
-pilot step is within a factor 2 of the chosen one). Each step then moves the deviance by
+pilot step is within a factor 3 of the chosen one). Each step then moves the deviance by
 about ``2 step^2`` whatever the parameter's units.
 
 The inner iterations are warm-started: given ``warm=(get, set)`` (read the inner state
