@@ -184,7 +184,9 @@ class Model:
                               "use method='laplace', 'agq' or 'nuts'")
         f = FITTERS[method]
         opts = _options(f.engine, kwargs, method)
-        return f.result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        fit = f.result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        fit.data = self.data
+        return fit
 
     def to_bambi(self, **kwargs):
         """The equivalent ``bambi.Model`` (see ``bayesmixed.bayes.to_bambi``)."""
