@@ -374,23 +374,24 @@ class GlmmOptimum:
         converged to 1e-10 at every point: about ``k^2 + k`` criterion evaluations for
         k parameters (see :func:`~bayesmixed.likelihood.hessian.glmm_derivs`).
         """
-        try:
-            prec = np.diag(np.linalg.inv(self.vcov_rx()))
-            scales = np.where(prec > 0, 1 / np.sqrt(np.abs(prec)), np.nan)
-        except np.linalg.LinAlgError:
-            scales = None
+        prec = np.diag(self._rx_rx) / self.sigma**2
+        scales = np.where(prec > 0, 1 / np.sqrt(np.abs(prec)), np.nan)
         with single_blas_thread():
             res = glmm_derivs(self.devfun, np.concatenate([self.theta, self.beta]), nAGQ=self.nAGQ,
                               f0=self.objective, u=self.state.u, beta_scales=scales)
         return res.gradient, res.hessian
 
-    def vcov_rx(self) -> np.ndarray:
-        """Covariance of beta from the PIRLS factor: sigma^2 (RX'RX)^{-1} (``use.hessian=FALSE``)."""
+    @cached_property
+    def _rx_rx(self) -> np.ndarray:
+        """RX'RX = X'WX - RZX'RZX from the PIRLS factor at the optimum."""
         dev, st = self.devfun, self.state
         WX = st.weights[:, None] * dev.X
         RZX = st.factor.solve_L(dev.Lambda_mul(self.theta, dev.Ztmul(WX), trans=True))
-        XtX = dev.X.T @ WX - RZX.T @ RZX
-        return np.linalg.inv(XtX) * self.sigma**2
+        return dev.X.T @ WX - RZX.T @ RZX
+
+    def vcov_rx(self) -> np.ndarray:
+        """Covariance of beta from the PIRLS factor: sigma^2 (RX'RX)^{-1} (``use.hessian=FALSE``)."""
+        return np.linalg.inv(self._rx_rx) * self.sigma**2
 
     def vcov_beta(self) -> np.ndarray:
         """Covariance of beta: 2 H^{-1} restricted to beta (lme4's default), else :meth:`vcov_rx`.

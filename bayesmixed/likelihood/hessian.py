@@ -62,23 +62,29 @@ class _Evaluator:
         self.n += 1
         return v, (None if self.warm is None else np.array(self.warm[0](), dtype=float))
 
-    def predict(self, d: np.ndarray):
-        """Inner state at x + d from the slopes known so far (None: start from the centre)."""
+    def predict(self, steps) -> np.ndarray | None:
+        """Inner state at ``x + sum(h e_i)`` for ``steps = ((i, h), ...)`` from the slopes known
+        so far (None without a warm start)."""
         if self.warm is None:
             return None
         u = self.u0.copy()
-        for i in np.flatnonzero(d):
-            s = self.slope.get(int(i))
+        for i, h in steps:
+            s = self.slope.get(i)
             if s is not None:
-                u += d[i] * s
+                u += h * s
         return u
+
+    def pair(self, e: np.ndarray, steps) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
+        """f(x + e), f(x - e) and their inner states; x - e starts from the mirror of x + e's."""
+        fp, up = self(e, self.predict(steps))
+        fm, um = self(-e, None if up is None else 2 * self.u0 - up)
+        return fp, fm, up, um
 
     def axis_pair(self, i: int, h: float) -> tuple[float, float]:
         """f(x + h e_i), f(x - h e_i); records the slope of the inner state along e_i."""
         e = np.zeros(self.x.size)
         e[i] = h
-        fp, up = self(e, self.predict(e))
-        fm, um = self(-e, None if up is None else 2 * self.u0 - up)
+        fp, fm, up, um = self.pair(e, ((i, h),))
         if up is not None:
             self.slope[i] = (up - um) / (2 * h)
         self.axis[i] = (h, fp, fm)
@@ -115,7 +121,8 @@ def _stencil(ev: _Evaluator, h: np.ndarray, f0: float):
         for j in range(i + 1, k):
             e = np.zeros(k)
             e[i], e[j] = h[i], h[j]
-            s = ev(e, ev.predict(e))[0] + ev(-e, ev.predict(-e))[0] - 2 * f0
+            fp_ij, fm_ij, _, _ = ev.pair(e, ((i, h[i]), (j, h[j])))
+            s = fp_ij + fm_ij - 2 * f0
             H[i, j] = H[j, i] = (s - h[i] ** 2 * d[i] - h[j] ** 2 * d[j]) / (2 * h[i] * h[j])
     return g, H
 
