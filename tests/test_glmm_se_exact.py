@@ -89,10 +89,9 @@ def _observed_laplace(dev, n_theta):
     """glmmTMB's Laplace objective: the log-determinant with observed-information weights."""
     def crit(p):
         st = dev.pirls(p[:n_theta], p[n_theta:])
-        fam = dev.family
-        mu_eta, var = fam.link.mu_eta(st.eta), fam.variance(st.mu)
-        w_obs = dev._observed_weights(st.eta, st.mu, mu_eta, var, dev.wt * mu_eta**2 / var)
-        return dev.aic(st.mu, st.dev_resid) + st.sqrL + dev.zs.factor(p[:n_theta], w_obs).ldL2
+        dev.zsystem.reweight(dev.family.newton_weights(dev.y, st.eta, st.mu, dev.wt), None)
+        F = dev.zsystem.factor(p[:n_theta], z_only=True)
+        return dev.aic(st.mu, st.dev_resid) + st.sqrL + F.ldL2
     return crit
 
 
