@@ -34,8 +34,9 @@ class GlmmFit(LikelihoodFit):
     modes ``b = Lambda u``), ``varcorr``, ``sigma`` (1 unless the family has a scale),
     ``loglik = -criterion / 2`` as glmer reports it, ``deviance`` (sum of the
     conditional deviance residuals, lme4's ``deviance()``), ``vcov`` from the
-    finite-difference Hessian of the criterion over (theta, beta) (lme4's default,
-    ``use.hessian=TRUE``), ``vcov_rx`` from the PIRLS factor (``use.hessian=FALSE``).
+    Hessian of the criterion over (theta, beta) (lme4's default, ``use.hessian=TRUE``;
+    central differences with converged PIRLS, ~1e-6 accurate), ``vcov_rx`` from the
+    PIRLS factor (``use.hessian=FALSE``; ``fit(use_hessian=False)`` makes it ``vcov``).
 
     Examples
     --------
@@ -79,7 +80,7 @@ class GlmmFit(LikelihoodFit):
 
     @property
     def derivs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian of the criterion over (theta, beta) by lme4's ``deriv12``."""
+        """Gradient and Hessian of the criterion over (theta, beta) (central differences)."""
         return self._optimum.derivs
 
     @cached_property
