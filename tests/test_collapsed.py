@@ -275,11 +275,12 @@ def test_collapsed_agrees_with_joint_sampler():
 
 def test_posterior_fit_reads_collapsed_idata(quick):
     """With ``corr_matrix=True`` today's PosteriorFit summarises a collapsed posterior as a joint one."""
+    from bayesmixed.bayes.sample import PosteriorDraws
     from bayesmixed.results.posterior import PosteriorFit
 
     m, _, _ = quick
     idata = C.sample_collapsed(m, random_seed=7, corr_matrix=True, **RUN)
-    fit = PosteriorFit(design=m.design, idata=idata, priors=m.priors, sampler="nutpie (collapsed)")
+    fit = PosteriorFit(PosteriorDraws(design=m.design, idata=idata, priors=m.priors, sampler="nutpie (collapsed)"))
     tid = fit.tidy()
     assert list(tid["term"]) == ["Intercept", "Days", "sd__Intercept", "sd__Days", "cor__Intercept.Days",
                                  "sd__Observation"]

@@ -29,6 +29,7 @@ from scipy.special import gammaln
 from bayesmixed.bayes import _collapsed_hyper as H
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
+from bayesmixed.bayes.loglik import pointwise_loglik
 from bayesmixed.bayes.priors import Priors, resolve_priors
 from bayesmixed.errors import DesignError, SamplingError
 
@@ -416,8 +417,6 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
     ('chain', 'draw', 'Subject__cor')
     """
     import xarray as xr
-
-    from bayesmixed.bayes.loglik import pointwise_loglik
 
     design = getattr(model_or_design, "design", model_or_design)
     if priors is None:
