@@ -140,6 +140,17 @@ def test_seed_reproducibility(model, fit):
     a = np.asarray(fit.idata["posterior"]["beta"])
     np.testing.assert_array_equal(a, np.asarray(again.idata["posterior"]["beta"]))
     assert not np.array_equal(a, np.asarray(other.idata["posterior"]["beta"]))
+    assert again.settings["collapsed"] and "compile" not in again.timings   # nothing compiled per model
+
+
+def test_joint_sampler_reuses_its_compiled_model(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        first = model.fit(method="nuts", collapsed=False, random_seed=11, **RUN)
+        again = model.fit(method="nuts", collapsed=False, random_seed=11, **RUN)
+    assert not first.settings["collapsed"] and first.sampler == "nutpie"
+    np.testing.assert_array_equal(np.asarray(first.idata["posterior"]["beta"]),
+                                  np.asarray(again.idata["posterior"]["beta"]))
     assert again.timings["compile"] < 1.0          # the compiled model was reused
 
 

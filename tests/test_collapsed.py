@@ -286,3 +286,22 @@ def test_posterior_fit_reads_collapsed_idata(quick):
                                  "sd__Observation"]
     assert fit.ranef["Subject"].shape == (18, 2)
     assert fit.fixef["Days"] == pytest.approx(10.47, abs=1.5)
+
+
+def test_fit_collapses_gaussian_models_by_default_and_says_when_it_cannot():
+    import warnings as _w
+
+    from bayesmixed.errors import DesignError, SamplingWarning
+
+    m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+    with _w.catch_warnings():
+        _w.simplefilter("ignore", SamplingWarning)
+        fit = m.fit(method="nuts", draws=100, tune=150, chains=2, random_seed=5, progressbar=False)
+    assert fit.sampler == "nutpie (collapsed)" and fit.settings["collapsed"]
+    assert fit.ranef["Subject"].shape == (18, 2) and "cor_Subject" in fit.idata["posterior"]
+    g = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.load_dataset("cbpp"),
+                 family="binomial")
+    with pytest.raises(DesignError, match="collapsed=True is not available.*gaussian"):
+        g.fit(method="nuts", collapsed=True)
+    with pytest.raises(DesignError, match="collapsed must be"):
+        m.fit(method="nuts", collapsed="yes")

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmixed.bayes.build import build_pymc_model
+from bayesmixed.bayes.collapsed import sample_collapsed, unsupported_reason
+from bayesmixed.bayes.jaxroute import JAX_SAMPLERS, sample_jax
 from bayesmixed.bayes.loglik import pointwise_loglik, simulate_response
 from bayesmixed.errors import (
     DesignError, DivergenceWarning, LowESSWarning, RhatWarning, SamplingError, TreeDepthWarning,
@@ -210,9 +212,13 @@ def _sample_pymc(pm_model, *, nuts_sampler, draws, tune, chains, seed, progressb
         raise DesignError(f"sampler={nuts_sampler!r} needs the {nuts_sampler} package: pip install {nuts_sampler}")
     t0 = time.perf_counter()
     try:
-        idata = pm.sample(model=pm_model, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          progressbar=progressbar, nuts_sampler=nuts_sampler, target_accept=target_accept,
-                          compute_convergence_checks=False, **kw)
+        if nuts_sampler in JAX_SAMPLERS:
+            idata = sample_jax(pm_model, sampler=nuts_sampler, draws=draws, tune=tune, chains=chains, seed=seed,
+                               progressbar=progressbar, target_accept=target_accept)
+        else:
+            idata = pm.sample(model=pm_model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                              progressbar=progressbar, nuts_sampler=nuts_sampler, target_accept=target_accept,
+                              compute_convergence_checks=False, **kw)
     except KeyboardInterrupt:
         raise SamplingError("sampling was interrupted; nothing complete was drawn", partial=None) from None
     except (ValueError, RuntimeError, FloatingPointError) as exc:
@@ -302,7 +308,7 @@ class PosteriorDraws:
 def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
                 random_seed: int | None = None, sampler: str = "auto", progressbar: bool = True,
                 target_accept: float = 0.8, centered: bool = False, backend: str = "auto",
-                **kwargs) -> PosteriorDraws:
+                collapsed: bool | None = None, **kwargs) -> PosteriorDraws:
     """Sample the posterior of ``model`` by NUTS (``Model.fit(method="nuts")`` makes the fit of it).
 
     Parameters
@@ -322,6 +328,13 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
         Centred random effects (default non-centred).
     backend : {"auto", "c", "numba", "jax"}
         How nutpie evaluates the density (see module notes); ignored by other samplers.
+    collapsed : bool, optional
+        Gaussian identity-link models: ``True`` integrates the random and fixed
+        effects out and samples only the covariance parameters and sigma (then
+        draws b and beta exactly from their conditional normal, per draw: no
+        per-model compilation); ``False`` samples the joint PyMC model; ``None``
+        (default) collapses whenever the model allows it (Gaussian, identity link,
+        normal fixed-effect priors, non-centred, sampler "auto" or "nutpie").
     **kwargs
         Passed to the sampler (e.g. ``maxdepth`` for nutpie).
 
@@ -342,29 +355,49 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
         raise DesignError(f"unknown sampler {sampler!r}; valid samplers are: {', '.join(SAMPLERS)}")
     design = model.design
     priors = model.priors
-    pm_model = build_pymc_model(design, priors, centered=True) if centered else model.pymc_model
     if sampler == "auto":
         sampler = "nutpie" if _has("nutpie") else "pymc"
     seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else int(random_seed)
     timings: dict = {}
-    if sampler == "nutpie":
-        if not _has("nutpie"):
-            raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
-        key = model_key(design, priors, centered=centered, backend=backend)
-        trace = _sample_nutpie(pm_model, design, draws=draws, tune=tune, chains=chains, seed=seed,
-                               progressbar=progressbar, target_accept=target_accept, backend=backend,
-                               timings=timings, key=key, **kwargs)
+    use_collapsed = _use_collapsed(collapsed, design, priors, sampler=sampler, centered=centered)
+    run = dict(draws=draws, tune=tune, chains=chains, progressbar=progressbar, target_accept=target_accept,
+               timings=timings)
+    if use_collapsed:
+        idata = sample_collapsed(design, priors, random_seed=seed, corr_matrix=True, **run, **kwargs)
+        sampler = "nutpie (collapsed)"
     else:
-        trace = _sample_pymc(pm_model, nuts_sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
-                             progressbar=progressbar, target_accept=target_accept, timings=timings, **kwargs)
-    idata = assemble_idata(trace, design)
+        pm_model = build_pymc_model(design, priors, centered=True) if centered else model.pymc_model
+        if sampler == "nutpie":
+            if not _has("nutpie"):
+                raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
+            key = model_key(design, priors, centered=centered, backend=backend)
+            trace = _sample_nutpie(pm_model, design, seed=seed, backend=backend, key=key, **run, **kwargs)
+        else:
+            trace = _sample_pymc(pm_model, nuts_sampler=sampler, seed=seed, **run, **kwargs)
+        idata = assemble_idata(trace, design)
     names = posterior_param_names(design, idata["posterior"])
     diagnostics = check_diagnostics(idata, names, chains=chains, target_accept=target_accept,
                                     maxdepth=int(kwargs.get("maxdepth", 10)), stacklevel=4)   # the caller of fit()
     return PosteriorDraws(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
                           settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                        target_accept=target_accept, centered=centered),
+                                        target_accept=target_accept, centered=centered,
+                                        collapsed=use_collapsed),
                           diagnostics=diagnostics, param_names=names)
+
+
+def _use_collapsed(collapsed, design, priors, *, sampler: str, centered: bool) -> bool:
+    """Whether to sample the collapsed Gaussian model (see ``sample_nuts(collapsed=)``)."""
+    if collapsed not in (None, True, False):
+        raise DesignError(f"collapsed must be None, True or False, got {collapsed!r}")
+    if collapsed is False:
+        return False
+    reason = unsupported_reason(design, priors)
+    if reason is None and (centered or sampler not in ("nutpie",)):
+        reason = (f"the collapsed sampler runs on nutpie with non-centred effects (got sampler={sampler!r}, "
+                  f"centered={centered})")
+    if collapsed is True and reason is not None:
+        raise DesignError(f"collapsed=True is not available for this model: {reason}; use collapsed=False")
+    return reason is None
 
 
 def assemble_idata(trace, design):
