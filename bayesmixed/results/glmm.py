@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.design.newdata import new_matrices
-from bayesmixed.results.display import Summary, signif_stars
+from bayesmixed.results.display import Summary, r_format, signif_stars
 from bayesmixed.results.likelihood import LikelihoodFit
 from bayesmixed.results.predict import check_type
 
@@ -210,7 +210,7 @@ class GlmmFit(LikelihoodFit):
         d, fam = self.design, self.family
         famname = {"gamma": "Gamma"}.get(fam.name, fam.name)
         if fam.name == "negativebinomial":
-            famname = f"Negative Binomial({fam.shape:.4g})"   # glmer.nb's family name
+            famname = f"Negative Binomial({r_format([round(fam.shape, 4)])[0]})"   # MASS's name, as glmer.nb
         header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {self._formula_line()}"]
         if d.has_user_weights:
             header.append("Weights: (prior weights)")
