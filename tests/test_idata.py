@@ -200,3 +200,19 @@ def test_pymc_sampler_in_jupyter_without_ipywidgets(monkeypatch, capsys):
     assert "ipywidgets" not in err
     assert "sampling: 100% (100/100 iterations)" in err            # a text progress line instead
     assert list(fit.idata["posterior"].data_vars) == ["beta", "b_Subject", "sd_Subject", "sigma"]
+
+
+def test_cor_pairs_normalised_whatever_the_engine(model):
+    """Draws from another engine (e.g. the collapsed sampler) end on the contract's dim and labels."""
+    import xarray as xr
+
+    from bayesmixed.bayes.idata import pairs_as_in_the_contract, user_posterior
+
+    ds = xr.Dataset({"beta": (("chain", "draw", "fixef"), np.zeros((1, 3, 2))),
+                     "cor_Subject": (("chain", "draw", "Subject__cor"), np.full((1, 3, 1), 0.3)),
+                     "corr_Subject": (("chain", "draw", "a", "b"), np.ones((1, 3, 2, 2)))},
+                    coords={"Subject__cor": ["Intercept.Days"]})
+    out = pairs_as_in_the_contract(user_posterior(ds), model.design)
+    assert list(out.data_vars) == ["beta", "cor_Subject"]                   # the matrix is dropped
+    assert out["cor_Subject"].dims == ("chain", "draw", "Subject__pair")
+    assert list(out["Subject__pair"].values) == ["Intercept:Days"]

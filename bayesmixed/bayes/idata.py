@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmixed.bayes.build import FAMILY_PARAMS, is_user_variable
+from bayesmixed.bayes.build import FAMILY_PARAMS, cor_pairs, is_user_variable, pair_dim
 from bayesmixed.bayes.loglik import eta_draws, pointwise_loglik, simulate_response
 
 # posterior predictive draws are stored by default up to this many numbers (n x chains x draws);
@@ -63,12 +63,27 @@ def user_posterior(post):
     return post[keep]
 
 
+def pairs_as_in_the_contract(post, design):
+    """``cor_<term>`` on the dim ``<term>__pair`` labelled ``"a:b"``, whatever engine made the draws."""
+    for t in design.reterms:
+        name = f"cor_{t.name}"
+        if name not in post or not (t.correlated and t.n_cols > 1):
+            continue
+        dim = [d for d in post[name].dims if d not in ("chain", "draw")][0]
+        labels = cor_pairs(t.cnames)[2]
+        if dim != pair_dim(t):
+            post = post.rename({dim: pair_dim(t)}) if dim not in post[[v for v in post.data_vars if v != name]].dims \
+                else post.assign({name: post[name].rename({dim: pair_dim(t)})})
+        post = post.assign_coords({pair_dim(t): labels})
+    return post
+
+
 def assemble_idata(trace, design, rng=None, *, predictive: bool = True):
     """ArviZ data of a fit: posterior (the model's quantities), sample_stats, log_likelihood,
     observed_data, and posterior_predictive (replicates from each draw; skipped when very large)."""
     import xarray as xr
 
-    post = user_posterior(trace["posterior"].to_dataset())
+    post = pairs_as_in_the_contract(user_posterior(trace["posterior"].to_dataset()), design)
     stats = trace["sample_stats"].to_dataset() if "sample_stats" in trace.children else None
     rng = np.random.default_rng(0) if rng is None else rng
     name = response_var(design)
