@@ -37,9 +37,33 @@ def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k, 1)
 
 
+def varpar_distribution(fit) -> tuple[np.ndarray, float | None, np.ndarray]:
+    """(theta, sigma or None, covariance) of the normal approximation of the covariance parameters.
+
+    Linear mixed models: (theta, sigma) with covariance 2 H^-1, H the Hessian of the
+    deviance in (theta, sigma) (lmerTest's ``devfun_vp``, as for Satterthwaite's df).
+    GLMMs: theta with the theta block of 2 H^-1, H the Hessian of the criterion in
+    (theta, beta) that lme4's ``vcov`` comes from; no residual scale is drawn. A fit may
+    give its own (``MapFit``: the REML criterion's Hessian at the mode).
+    """
+    own = getattr(fit, "_varpar_distribution", None)
+    if own is not None:
+        return own()
+    o = fit._optimum
+    if hasattr(o, "derivs"):                                  # a GLMM optimum
+        H = np.asarray(o.derivs[1])
+        try:
+            cov = 2 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            cov = 2 * np.linalg.pinv(H)
+        k = len(fit.theta)
+        return fit.theta, None, cov[:k, :k]
+    return fit.theta, fit.sigma, np.asarray(o.satterthwaite_pieces[0])
+
+
 def _varpar_draws(fit, draws: int, rng) -> tuple[np.ndarray, np.ndarray | None]:
     """(S, n_theta) theta draws and (S,) sigma draws (None: no residual scale drawn)."""
-    theta, sigma, cov = fit._varpar_distribution()
+    theta, sigma, cov = varpar_distribution(fit)
     has_sigma = sigma is not None
     mean = np.concatenate([theta, [np.log(sigma)]]) if has_sigma else np.asarray(theta, dtype=float)
     if has_sigma:                                    # (theta, sigma) -> (theta, log sigma): delta method

@@ -408,40 +408,15 @@ class LikelihoodFit(MixedFit):
         z = self.fixef / self.fixef_se
         return pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.fixef_se, "t value": z})
 
-    def _varpar_distribution(self) -> tuple[np.ndarray, float | None, np.ndarray]:
-        """(theta, sigma or None, covariance) of the normal approximation of the covariance parameters.
-
-        Linear mixed models: (theta, sigma) with covariance 2 H^-1, H the Hessian of the
-        deviance in (theta, sigma) (lmerTest's ``devfun_vp``, as for Satterthwaite's df).
-        GLMMs: theta with the theta block of 2 H^-1, H the Hessian of the criterion in
-        (theta, beta) that lme4's ``vcov`` comes from; no residual scale is drawn.
-        """
-        o = self._optimum
-        if hasattr(o, "derivs"):                                  # a GLMM optimum
-            H = np.asarray(o.derivs[1])
-            try:
-                cov = 2 * np.linalg.inv(H)
-            except np.linalg.LinAlgError:
-                cov = 2 * np.linalg.pinv(H)
-            k = len(self.theta)
-            return self.theta, None, cov[:k, :k]
-        return self.theta, self.sigma, np.asarray(o.satterthwaite_pieces[0])
-
     @cached_property
     def idata(self):
-        """ArviZ data from the normal approximation at the estimate, with the posterior fits' variables.
-
-        ``posterior`` holds ``beta``, ``sd_<group>``, ``cor_<group>``, ``sigma`` and
-        ``b_<group>`` (see :mod:`bayesmixed.results.idata`); also ``observed_data`` and
-        ``posterior_predictive``.
+        """ArviZ data from the normal approximation at the estimate (see :mod:`bayesmixed.results.idata`).
 
         Examples
         --------
         >>> import bayesmixed as bm
         >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
-        >>> fit.idata.posterior["b_Subject"].shape
-        (1, 1000, 18, 2)
-        >>> sorted(fit.idata.children)
-        ['observed_data', 'posterior', 'posterior_predictive']
+        >>> fit.idata.posterior["b_Subject"].shape, list(fit.idata.children)
+        ((1, 1000, 18, 2), ['posterior', 'observed_data', 'posterior_predictive'])
         """
         return normal_approximation_idata(self)
