@@ -212,7 +212,20 @@ def test_cor_pairs_normalised_whatever_the_engine(model):
                      "cor_Subject": (("chain", "draw", "Subject__cor"), np.full((1, 3, 1), 0.3)),
                      "corr_Subject": (("chain", "draw", "a", "b"), np.ones((1, 3, 2, 2)))},
                     coords={"Subject__cor": ["Intercept.Days"]})
-    out = pairs_as_in_the_contract(user_posterior(ds), model.design)
+    out = pairs_as_in_the_contract(user_posterior(ds, model.design), model.design)
     assert list(out.data_vars) == ["beta", "cor_Subject"]                   # the matrix is dropped
     assert out["cor_Subject"].dims == ("chain", "draw", "Subject__pair")
     assert list(out["Subject__pair"].values) == ["Intercept:Days"]
+
+
+def test_per_column_sd_priors_stay_internal():
+    """Different priors per column make scalar ``sd_<term>_<i>`` variables: internals, not in the posterior."""
+    import xarray as xr
+
+    from bayesmixed.bayes.build import user_variable_names
+    from bayesmixed.bayes.idata import user_posterior
+
+    m = bm.Model(SLEEP, bm.load_dataset("sleepstudy"))
+    ds = xr.Dataset({n: (("chain", "draw"), np.zeros((1, 2))) for n in ("sd_Subject_0", "sigma", "Intercept_c")})
+    assert list(user_posterior(ds, m.design).data_vars) == ["sigma"]
+    assert user_variable_names(m.design) == USER_VARS

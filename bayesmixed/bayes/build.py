@@ -14,7 +14,7 @@ Variables of the model (names are stable; ``PosteriorFit`` reads them):
   random effects; non-centred ``z_<t>`` standard normals unless ``centered=True``.
 
 ``beta``, ``sd_*``, ``cor_*``, ``b_*`` and the family's parameters are the model's
-quantities (:data:`USER_PREFIXES`); everything else (``Intercept_c``,
+quantities (:func:`user_variable_names`); everything else (``Intercept_c``,
 ``beta_slopes``, ``z_*``, ``cpc_*``) is how the sampler gets at them.
 - ``sigma`` / ``alpha`` / ``shape``: the family's auxiliary parameter.
 - ``y`` (dims ``obs``): the likelihood; its pointwise log density is what LOO uses.
@@ -28,19 +28,24 @@ from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 from bayesmixed.errors import DesignError
 
 
-USER_PREFIXES = ("beta", "sd_", "cor_", "b_")
-FAMILY_PARAMS = ("sigma", "alpha", "shape")
+def user_variable_names(design) -> list[str]:
+    """The model's named quantities, in the order the fit's ``posterior`` lists them.
 
-
-def is_user_variable(name: str) -> bool:
-    """True for the model's named quantities, False for the sampler's internals (``z_*``, ``cpc_*``...).
+    ``beta``, ``b_<term>``, ``sd_<term>``, ``cor_<term>`` (correlated terms) and the
+    family's parameter; everything else in the PyMC model (``Intercept_c``,
+    ``beta_slopes``, ``z_*``, ``cpc_*``, per-column ``sd_<term>_<i>``) is how the
+    sampler gets at them. ``b_*`` come before ``sd_*``: ArviZ's summary labels rows in the
+    order dims first appear in a dataset, (group, term) before (term).
 
     Examples
     --------
-    >>> [is_user_variable(n) for n in ("beta", "cor_Subject", "z_Subject", "Intercept_c", "sigma")]
-    [True, True, False, False, True]
+    >>> import bayesmixed as bm
+    >>> user_variable_names(bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design)
+    ['beta', 'b_Subject', 'sd_Subject', 'cor_Subject', 'sigma']
     """
-    return name == "beta" or name in FAMILY_PARAMS or name.startswith(USER_PREFIXES[1:])
+    names = ["beta"] + [f"b_{t.name}" for t in design.reterms] + [f"sd_{t.name}" for t in design.reterms]
+    names += [f"cor_{t.name}" for t in design.reterms if t.correlated and t.n_cols > 1]
+    return names + list(design.family.extra_params)
 
 
 def cor_pairs(cnames) -> tuple[np.ndarray, np.ndarray, list[str]]:

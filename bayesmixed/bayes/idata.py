@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmixed.bayes.build import FAMILY_PARAMS, cor_pairs, is_user_variable, pair_dim
+from bayesmixed.bayes.build import cor_pairs, pair_dim, user_variable_names
 from bayesmixed.bayes.loglik import eta_draws, pointwise_loglik, simulate_response
 
 # posterior predictive draws are stored by default up to this many numbers (n x chains x draws);
@@ -52,15 +52,9 @@ def observed_and_replicates(design, post, rng, *, predictive: bool = True):
     return observed, np.asarray(fam.observed_values(rep, design.trials), dtype=float)
 
 
-def user_posterior(post):
-    """The model's named quantities only (sampler internals dropped): beta, b_*, sd_*, cor_*, sigma..."""
-    names = [v for v in post.data_vars if is_user_variable(v)]
-    # b_* before sd_*: arviz_stats' summary (1.x) labels rows in the order dims first appear in the
-    # dataset, which must agree with each variable's own order: (group, term) before (term)
-    order = {"beta": 0, "b_": 1, "sd_": 2, "cor_": 3}
-    key = [4 if v in FAMILY_PARAMS else next((k for p, k in order.items() if v.startswith(p)), 5) for v in names]
-    keep = [v for _, v in sorted(zip(key, names), key=lambda kv: kv[0])]
-    return post[keep]
+def user_posterior(post, design):
+    """The model's named quantities only (sampler internals dropped), in :func:`user_variable_names` order."""
+    return post[[v for v in user_variable_names(design) if v in post.data_vars]]
 
 
 def pairs_as_in_the_contract(post, design):
@@ -83,7 +77,7 @@ def assemble_idata(trace, design, rng=None, *, predictive: bool = True):
     observed_data, and posterior_predictive (replicates from each draw; skipped when very large)."""
     import xarray as xr
 
-    post = pairs_as_in_the_contract(user_posterior(trace["posterior"].to_dataset()), design)
+    post = pairs_as_in_the_contract(user_posterior(trace["posterior"].to_dataset(), design), design)
     stats = trace["sample_stats"].to_dataset() if "sample_stats" in trace.children else None
     rng = np.random.default_rng(0) if rng is None else rng
     name = response_var(design)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bayesmixed.bayes.build import FAMILY_PARAMS, build_pymc_model
+from bayesmixed.bayes.build import build_pymc_model
 from bayesmixed.bayes.idata import assemble_idata
 from bayesmixed.bayes.options import BACKENDS, SAMPLERS, check_sampler_options
 from bayesmixed.bayes.loglik import simulate_response
@@ -317,7 +317,7 @@ def posterior_param_names(design, posterior) -> list[str]:
         names.append(f"sd_{t.name}")
         if t.correlated and t.n_cols > 1:
             names.append(f"cor_{t.name}")
-    return names + [a for a in FAMILY_PARAMS if a in posterior]
+    return names + [a for a in design.family.extra_params if a in posterior]
 
 
 @dataclass(eq=False)
