@@ -70,9 +70,9 @@ def test_fit_face_shapes_and_consistency(fit, model):
 
 def test_idata_groups_and_loglik(fit, model):
     dt = fit.idata
-    for g in ("posterior", "log_likelihood", "observed_data", "sample_stats"):
+    for g in ("posterior", "log_likelihood", "observed_data", "sample_stats", "posterior_predictive"):
         assert g in dt.children, g
-    ll = np.asarray(dt["log_likelihood"]["y"])
+    ll = np.asarray(dt["log_likelihood"]["Reaction"])           # named as the response
     assert ll.shape == (2, 300, 180)
     assert list(dt["posterior"]["Subject"].values) == list(model.design.reterms[0].levels)
     # one draw by hand

@@ -475,14 +475,14 @@ class LikelihoodFit(MixedFit):
 
     @cached_property
     def idata(self):
-        """ArviZ data with draws from the normal approximation at the estimate.
+        """ArviZ data from the normal approximation at the estimate (see :mod:`bayesmixed.results.idata`).
 
         Examples
         --------
         >>> import bayesmixed as bm
         >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
-        >>> fit.idata.posterior["b_Subject"].shape
-        (1, 1000, 18, 2)
+        >>> fit.idata.posterior["b_Subject"].shape, list(fit.idata.children)
+        ((1, 1000, 18, 2), ['posterior', 'observed_data', 'posterior_predictive'])
         """
         return normal_approximation_idata(self)
 
