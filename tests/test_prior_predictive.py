@@ -60,9 +60,9 @@ def test_prior_draws_follow_the_priors(sleep_model, sleep_pp):
 
 
 def test_prior_predictive_and_observed_data(sleep_model, sleep_pp):
-    y = sleep_pp["prior_predictive"]["y"]
+    y = sleep_pp["prior_predictive"]["Reaction"]
     assert y.dims == ("chain", "draw", "obs") and y.shape == (1, 200, 180)
-    np.testing.assert_array_equal(sleep_pp["observed_data"]["y"].values, sleep_model.design.y)
+    np.testing.assert_array_equal(sleep_pp["observed_data"]["Reaction"].values, sleep_model.design.y)
     # the cached pymc model is only sampled from
     assert "corr_Subject" not in sleep_model.pymc_model.named_vars
 
@@ -70,15 +70,15 @@ def test_prior_predictive_and_observed_data(sleep_model, sleep_pp):
 def test_prior_predictive_is_reproducible(sleep_model):
     a = sample_prior_predictive(sleep_model, draws=5, random_seed=11)
     b = sample_prior_predictive(sleep_model, draws=5, random_seed=11)
-    np.testing.assert_array_equal(a["prior_predictive"]["y"].values, b["prior_predictive"]["y"].values)
+    np.testing.assert_array_equal(a["prior_predictive"]["Reaction"].values, b["prior_predictive"]["Reaction"].values)
 
 
 def test_binomial_prior_predictive_counts_with_trials(cbpp_model):
     pp = sample_prior_predictive(cbpp_model, draws=30, random_seed=0)
-    y = pp["prior_predictive"]["y"].values
+    y = pp["prior_predictive"]["incidence"].values
     trials = pp["constant_data"]["trials"].values
     assert np.issubdtype(y.dtype, np.integer) and (y >= 0).all() and (y <= trials).all()
-    np.testing.assert_array_equal(pp["observed_data"]["y"].values, bm.load_dataset("cbpp")["incidence"].values)
+    np.testing.assert_array_equal(pp["observed_data"]["incidence"].values, bm.load_dataset("cbpp")["incidence"].values)
     assert sorted(pp["prior"].data_vars) == ["b_herd", "beta", "sd_herd"]
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from bayesmixed.bayes.build import binomial_counts
+from bayesmixed.bayes.idata import response_var
 from bayesmixed.bayes.priors import Prior, Priors
 from bayesmixed.errors import DesignError
 
@@ -111,7 +112,7 @@ def sample_prior_predictive(model, draws: int = 500, random_seed=None):
         ``prior`` (the user's names: ``beta``, ``sd_<term>``, ``cor_<term>``, ``sigma``
         or the family's parameter, ``b_<term>``), ``prior_predictive`` (``y``, dims
         ``obs``: the response as the likelihood sees it, successes for a binomial with
-        trials), ``observed_data`` (``y``) and, for binomial counts, ``constant_data``
+        trials), ``observed_data`` (named as the response) and, for binomial counts, ``constant_data``
         with ``trials``.
 
     Examples
@@ -141,12 +142,13 @@ def sample_prior_predictive(model, draws: int = 500, random_seed=None):
         trace = pm.sample_prior_predictive(draws=draws, model=model.pymc_model, random_seed=random_seed,
                                            compile_kwargs={"mode": "FAST_COMPILE"})
     prior = user_facing(trace["prior"].to_dataset(), d)
-    pp = trace["prior_predictive"].to_dataset()[["y"]]
+    name = response_var(d)                      # named as the posterior's groups name the response
+    pp = trace["prior_predictive"].to_dataset()[["y"]].rename({"y": name})
     counts = binomial_counts(d) if d.family.uses_trials else None
     trials = None if counts is None else counts[1]
     obs = xr.DataArray(np.arange(d.n), dims="obs")
     groups = {"prior": prior, "prior_predictive": pp,
-              "observed_data": xr.Dataset({"y": xr.DataArray(np.asarray(d.family.observed_values(d.y, trials)),
+              "observed_data": xr.Dataset({name: xr.DataArray(np.asarray(d.family.observed_values(d.y, trials)),
                                                              dims="obs", coords={"obs": obs})})}
     if trials is not None:
         groups["constant_data"] = xr.Dataset({"trials": xr.DataArray(trials, dims="obs", coords={"obs": obs})})

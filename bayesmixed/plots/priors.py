@@ -87,13 +87,14 @@ def _draws(model_or_idata, draws: int, random_seed):
         dt = sample_prior_predictive(model_or_idata, draws=draws, random_seed=random_seed)
         label = model_or_idata.design.response_name
     else:
-        dt, label = model_or_idata, "y"
+        dt, label = model_or_idata, None
     children = getattr(dt, "children", {})
     if "prior_predictive" not in children or "observed_data" not in children:
         raise DesignError("plot_prior_predictive needs a Model or ArviZ data with prior_predictive and "
                           "observed_data groups (model.sample_prior_predictive())")
     pp = dt["prior_predictive"].to_dataset()
-    name = "y" if "y" in pp else list(pp.data_vars)[0]
+    name = list(pp.data_vars)[0]
+    label = name if label is None else label
     yobs = np.asarray(dt["observed_data"].to_dataset()[name].values, dtype=float)
     rep = np.asarray(pp[name].transpose("chain", "draw", ...).values, dtype=float).reshape(-1, yobs.size)
     trials = None

@@ -1,4 +1,4 @@
-"""Write the figures of the getting-started page (docs/img/*.png).
+"""Write the figures of the getting-started and workflow pages (docs/img/*.png).
 
 Run from the repository root after a change to the plots: ``python docs/hooks/make_figures.py``.
 The build does not run it (it stays fast and needs no fitting); the figures are committed.
@@ -32,6 +32,27 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(OUT / "sleepstudy_ranef.png", dpi=110)
     plt.close(fig)
+    workflow()
+
+
+def _save(obj, name: str, size=(6.5, 4.5)) -> None:
+    fig = obj if hasattr(obj, "savefig") else obj.figure
+    fig.set_size_inches(*size)
+    fig.tight_layout()
+    fig.savefig(OUT / name, dpi=110)
+    plt.close(fig)
+
+
+def workflow() -> None:
+    """The figures of docs/workflow.md (the same calls as the page's examples)."""
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+    _save(bm.plot_priors(model), "workflow_priors.png", size=(9, 5.5))
+    prior = model.sample_prior_predictive(draws=200, random_seed=1)
+    _save(bm.plot_prior_predictive(prior), "workflow_prior_predictive.png")
+    post = model.fit(method="nuts", draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
+    _save(bm.plot_ppc(post), "workflow_ppc.png")
+    pred = post.predictions({"Days": list(range(10))}, include_random=False)
+    _save(bm.plot_predictions_frame(pred, "Days"), "workflow_predictions.png")
 
 
 if __name__ == "__main__":
