@@ -284,7 +284,26 @@ class Family:
         dist, kw = self._pymc_args(mu, eta, trials, weights, params)
         return pm.logp(getattr(pm, dist).dist(**kw), value)
 
-    # --- added by plots
+    # ---- results -----------------------------------------------------------------------
+    @property
+    def display_name(self) -> str:
+        """The family as lme4's summary prints it (``Gamma``; glmer.nb's ``Negative Binomial(k)``)."""
+        return self.name
+
+    def latent_variance(self, eta_mean: Array, var_random: Array) -> Array:
+        """Nakagawa & Schielzeth's distribution-specific variance on the link scale (for R²).
+
+        ``eta_mean`` is the mean fixed-part linear predictor, ``var_random`` the variance
+        of the random part (arrays of draws are fine).
+
+        Examples
+        --------
+        >>> from bayesmixed.families import get_family
+        >>> round(float(get_family("binomial").latent_variance(0.0, 1.0)), 4)     # pi^2 / 3
+        3.2899
+        """
+        raise NotImplementedError(f"Nakagawa's R² is not implemented for {self.name}({self.link.name})")
+
     @property
     def mean_label(self) -> str:
         """How plots name the predicted mean (an axis label).

@@ -57,6 +57,12 @@ class Gaussian(Family):
 class Binomial(Family):
     """Binomial proportions of ``trials`` (Bernoulli 0/1 without trials)."""
 
+    def latent_variance(self, eta_mean, var_random):
+        v = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}.get(self.link.name)
+        if v is None:
+            return super().latent_variance(eta_mean, var_random)
+        return np.full_like(np.asarray(var_random, dtype=float), v)
+
     links, default_link = ("logit", "probit", "cloglog"), "logit"
     code, canonical_link = 0, "logit"
     uses_trials = pymc_weights = True
@@ -146,6 +152,11 @@ class _Counts(_LogMeanPrior, Family):
 class Poisson(_Counts):
     """Poisson counts."""
 
+    def latent_variance(self, eta_mean, var_random):
+        if not self.is_canonical:
+            return super().latent_variance(eta_mean, var_random)
+        return np.log1p(1 / np.exp(np.asarray(eta_mean) + 0.5 * np.asarray(var_random)))
+
     links, default_link = ("log", "identity", "sqrt"), "log"
     code, canonical_link = 1, "log"
     bambi_name = "poisson"
@@ -175,6 +186,11 @@ class Poisson(_Counts):
 
 class NegativeBinomial(_Counts):
     """Negative binomial counts, Var = mu + mu^2 / k with size k (``shape``; PyMC's ``alpha``)."""
+
+    @property
+    def display_name(self) -> str:
+        k = repr(round(float(self._shape()), 4))           # MASS's name, as glmer.nb prints it
+        return f"Negative Binomial({k[:-2] if k.endswith('.0') else k})"
 
     links, default_link = ("log",), "log"
     code, canonical_link, extra_params = 3, None, ("alpha",)
@@ -214,6 +230,8 @@ class NegativeBinomial(_Counts):
 
 class Gamma(_LogMeanPrior, Family):
     """Positive continuous response, Var = mu^2 / shape."""
+
+    display_name = "Gamma"
 
     links, default_link = ("log", "inverse", "identity"), "inverse"
     code, canonical_link, extra_params = 2, "inverse", ("shape",)

@@ -28,7 +28,7 @@ from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import (
     ConvergenceWarning, DesignError, SeparationWarning, SingularFitWarning,
 )
-from bayesmixed.families import Family, get_family
+from bayesmixed.families import Family, NegativeBinomial, get_family
 from bayesmixed.likelihood.agq import check_agq_design
 from bayesmixed.likelihood.lmm import is_singular, singular_message
 from bayesmixed.likelihood.hessian import glmm_derivs
@@ -128,7 +128,7 @@ def single_blas_thread():
 def _check_response(design: MixedDesign) -> None:
     fam, y = design.family, design.y
     fam.check_response(y, design.response_name)
-    if fam.name == "binomial" and design.trials is None:
+    if fam.uses_trials and design.trials is None:
         m = design.weights * y
         if np.any(np.abs(m - np.round(m)) > 1e-3):
             warnings.warn(f"non-integer #successes in the binomial response {design.response_name!r}: "
@@ -164,7 +164,7 @@ def _moment_shape(dev: LaplaceDeviance, mu: np.ndarray) -> float:
 def _start_family(design: MixedDesign, shape: float | None) -> tuple[Family, bool]:
     """The family to start from and whether its negative-binomial shape is estimated."""
     fam = design.family
-    nb = fam.name == "negativebinomial"
+    nb = isinstance(fam, NegativeBinomial)
     estimate_shape = nb and shape is None and fam.shape is None
     if nb:
         k0 = shape if shape is not None else fam.shape
@@ -283,7 +283,7 @@ def _poisson_like(fam):
 
 def _separation_message(dev, st, beta) -> str | None:
     """glm's 'fitted probabilities numerically 0 or 1' test plus huge coefficients."""
-    if dev.family.name != "binomial":
+    if not dev.family.uses_trials:          # binomial: fitted probabilities at 0 or 1
         return None
     eps = 1e-10
     extreme = np.mean((st.mu < eps) | (st.mu > 1 - eps))

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.design.newdata import new_matrices
-from bayesmixed.results.display import Summary, r_format, signif_stars
+from bayesmixed.results.display import Summary, signif_stars
 from bayesmixed.results.likelihood import LikelihoodFit
 from bayesmixed.results.predict import check_type
 
@@ -162,13 +162,8 @@ class GlmmFit(LikelihoodFit):
         return super().r2()
 
     def _r2_residual_variance(self, var_r: float) -> float:
-        d, fam = self.design, self.family
-        if fam.name == "binomial":
-            return {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}[fam.link.name]
-        if fam.name == "poisson" and fam.link.name == "log":
-            lam = np.exp(np.mean(d.X @ self._beta + d.offset) + 0.5 * var_r)
-            return float(np.log1p(1 / lam))
-        raise NotImplementedError(f"R² is not implemented for {fam.name}({fam.link.name})")
+        d = self.design
+        return float(self.family.latent_variance(np.mean(d.X @ self._beta + d.offset), var_r))
 
     # ---- tables ---------------------------------------------------------------------------------
     def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
@@ -209,10 +204,7 @@ class GlmmFit(LikelihoodFit):
 
     def _summary_header(self) -> list[str]:
         d, fam = self.design, self.family
-        famname = {"gamma": "Gamma"}.get(fam.name, fam.name)
-        if fam.name == "negativebinomial":
-            famname = f"Negative Binomial({r_format([round(fam.shape, 4)])[0]})"   # MASS's name, as glmer.nb
-        header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {self._formula_line()}"]
+        header = [f" Family: {fam.display_name}  ( {fam.link.name} )", f"Formula: {self._formula_line()}"]
         if d.has_user_weights:
             header.append("Weights: (prior weights)")
         return header + self._criteria_lines()

@@ -31,11 +31,7 @@ def residual_variance_link_scale(family, eta_fixed_mean: np.ndarray, var_r: np.n
     """Nakagawa's distribution-specific variance per draw (as ``LikelihoodFit.r2`` / ``GlmmFit.r2``)."""
     if family.is_gaussian_identity:
         return sigma**2
-    if family.name == "binomial":
-        return np.full_like(var_r, {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}[family.link.name])
-    if family.name == "poisson" and family.link.name == "log":
-        return np.log1p(1 / np.exp(eta_fixed_mean + 0.5 * var_r))
-    raise NotImplementedError(f"Nakagawa's R² is not implemented for {family.name}({family.link.name})")
+    return family.latent_variance(eta_fixed_mean, var_r)
 
 
 def nakagawa_r2_draws(design, beta: np.ndarray, covs: list[np.ndarray], sigma: np.ndarray | None) -> dict:
