@@ -274,6 +274,40 @@ def validate_priors(design, overrides: dict | None) -> Priors:
     return resolve_priors(design, overrides)
 
 
+def _lkj_eta(key: str, value) -> float:
+    """An LKJ ``eta`` override as a positive number."""
+    try:
+        eta = float(value)
+    except (TypeError, ValueError):
+        raise DesignError(f"{key} must be a positive number, got {value!r}") from None
+    if not eta > 0:
+        raise DesignError(f"{key} must be a positive number, got {value!r}")
+    return eta
+
+
+def _apply_override(key: str, value, fixef: dict, sd: dict, lkj: dict, aux: dict) -> None:
+    """Set the prior(s) that one ``priors=`` entry names (the name is known to be valid)."""
+    if key in fixef:
+        fixef[key] = _as_prior(key, value, positive=False)
+    elif key == "fixef":
+        p = _as_prior(key, value, positive=False)
+        for k in fixef:
+            if k != "Intercept":
+                fixef[k] = p
+    elif key in aux:
+        aux[key] = _as_prior(key, value, positive=True)
+    elif key == "lkj_eta" or key.startswith("lkj_eta_"):
+        eta = _lkj_eta(key, value)
+        for t in (lkj if key == "lkj_eta" else [key[len("lkj_eta_"):]]):
+            lkj[t] = eta
+    else:  # sd_term or sd_term[col]
+        p = _as_prior(key, value, positive=True)
+        for t, cols in sd.items():
+            for c in cols:
+                if key in (f"sd_{t}", f"sd_{t}[{c}]"):
+                    cols[c] = p
+
+
 def resolve_priors(design, overrides: dict | None = None) -> Priors:
     """Default priors for ``design`` with the user's ``overrides`` applied.
 
@@ -336,28 +370,5 @@ def resolve_priors(design, overrides: dict | None = None) -> Priors:
     if unknown:
         raise DesignError(_unknown_names(unknown, valid))
     for key, value in overrides.items():
-        if key in fixef:
-            fixef[key] = _as_prior(key, value, positive=False)
-        elif key == "fixef":
-            p = _as_prior(key, value, positive=False)
-            for k in fixef:
-                if k != "Intercept":
-                    fixef[k] = p
-        elif key in aux:
-            aux[key] = _as_prior(key, value, positive=True)
-        elif key == "lkj_eta" or key.startswith("lkj_eta_"):
-            try:
-                eta = float(value)
-            except (TypeError, ValueError):
-                raise DesignError(f"{key} must be a positive number, got {value!r}") from None
-            if not eta > 0:
-                raise DesignError(f"{key} must be a positive number, got {value!r}")
-            for t in (lkj if key == "lkj_eta" else [key[len("lkj_eta_"):]]):
-                lkj[t] = eta
-        else:  # sd_term or sd_term[col]
-            p = _as_prior(key, value, positive=True)
-            for t, cols in sd.items():
-                for c in cols:
-                    if key in (f"sd_{t}", f"sd_{t}[{c}]"):
-                        cols[c] = p
+        _apply_override(key, value, fixef, sd, lkj, aux)
     return Priors(fixef=fixef, sd=sd, lkj_eta=lkj, aux=aux, centered_intercept=pri.centered_intercept)
