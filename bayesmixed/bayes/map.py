@@ -31,12 +31,8 @@ def _lambda_index(design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, cols, idx = [], [], []
     for t, ts, bs in zip(design.reterms, design.theta_slices, design.b_slices):
         k = t.n_cols
-        if t.correlated:
-            r, c = t._tril
-            pos = np.arange(len(r))
-        else:
-            r = c = np.arange(k)
-            pos = np.arange(k)
+        r, c = t.theta_positions()
+        pos = np.arange(len(r))
         for g in range(t.n_levels):
             base = bs.start + g * k
             rows.append(base + r)

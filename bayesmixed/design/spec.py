@@ -151,14 +151,9 @@ class MixedDesign:
         """
         names = []
         for t in self.reterms:
-            if not t.correlated:
-                names += [f"{t.name}:{c}" for c in t.cnames]
-            else:
-                r, c = t._tril
-                names += [
-                    f"{t.name}:{t.cnames[i]}" if i == j else f"{t.name}:{t.cnames[i]}.{t.cnames[j]}"
-                    for i, j in zip(r, c)
-                ]
+            r, c = t.theta_positions()
+            names += [f"{t.name}:{t.cnames[i]}" if i == j else f"{t.name}:{t.cnames[i]}.{t.cnames[j]}"
+                      for i, j in zip(r, c)]
         return tuple(names)
 
     def Lambda(self, theta: np.ndarray) -> sp.csc_array:

@@ -53,10 +53,7 @@ def sigma_g(fit) -> tuple[list[np.ndarray], np.ndarray]:
         Zc = []
         for c in range(t.n_cols):
             Zc.append(sp.csr_array((t.Xi[:, c], (np.arange(d.n), t.codes)), shape=(d.n, t.n_levels)))
-        if t.correlated:
-            rows, cols = t._tril
-        else:
-            rows = cols = np.arange(t.n_cols)
+        rows, cols = t.theta_positions()
         for r, c in zip(rows, cols):
             M = (Zc[r] @ Zc[c].T).toarray()
             G.append(M if r == c else M + M.T)
@@ -93,7 +90,7 @@ def _param_blocks(d) -> list:
     """Sparse q x q matrices D_i with ``dV / dgamma_i = Z D_i Z'`` for each covariance element."""
     out = []
     for t, sl in zip(d.reterms, d.b_slices):
-        rows, cols = t._tril if t.correlated else (np.arange(t.n_cols), np.arange(t.n_cols))
+        rows, cols = t.theta_positions()
         for r, c in zip(rows, cols):
             E = np.zeros((t.n_cols, t.n_cols))
             E[r, c] = E[c, r] = 1.0

@@ -78,10 +78,7 @@ class VarParMap:
         self.use_sigma = use_sigma
         names, lower, upper, diag = [], [], [], []
         for t in design.reterms:
-            if t.correlated:
-                rows, cols = t._tril
-            else:
-                rows = cols = np.arange(t.n_cols)
+            rows, cols = t.theta_positions()
             for r, c in zip(rows, cols):
                 if r == c:
                     names.append(f"sd_{_cname(t.cnames[r])}|{t.group}")
@@ -111,7 +108,7 @@ class VarParMap:
             if not t.correlated:
                 out.extend(sd)
                 continue
-            rows, cols = t._tril
+            rows, cols = t.theta_positions()
             for r, c in zip(rows, cols):
                 if r == c:
                     out.append(sd[r])
@@ -136,7 +133,7 @@ class VarParMap:
             if not t.correlated:
                 out.extend(p / sigma)
                 continue
-            rows, cols = t._tril
+            rows, cols = t.theta_positions()
             sd = np.zeros(t.n_cols)
             R = np.eye(t.n_cols)
             for v, r, c in zip(p, rows, cols):
