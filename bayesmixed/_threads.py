@@ -25,6 +25,7 @@ CACHE_SECONDS = 0.25          # how long a reading of the run queue is trusted
 
 _CONTROLLER: ThreadpoolController | None = None
 _RUNNING = {"t": -1.0, "others": 0}
+_CAPS: list[int] = []         # the BLAS thread setting each engine block found on entry
 
 
 def available_cores() -> int:
@@ -98,21 +99,42 @@ def blas_limit(n: int):
     return controller().limit(limits=int(n), user_api="blas")
 
 
+def current_blas_threads() -> int:
+    """The BLAS libraries' thread setting now (the largest, 1 when none is loaded)."""
+    return max([lib.num_threads for lib in controller().lib_controllers if lib.user_api == "blas"] or [1])
+
+
+@contextlib.contextmanager
 def single_blas_thread():
     """Context manager: one BLAS thread (what the engines run with between large operations).
+
+    The setting found on entry (the user's, e.g. ``OPENBLAS_NUM_THREADS`` or an outer
+    ``threadpool_limits``) caps what :func:`threads_for` may choose inside the block.
 
     Examples
     --------
     >>> import numpy as np
     >>> with single_blas_thread():
-    ...     float(np.ones((3, 3)).sum())
-    9.0
+    ...     float(np.ones((3, 3)).sum()), current_blas_threads()
+    (9.0, 1)
     """
-    return blas_limit(1)
+    _CAPS.append(current_blas_threads())
+    try:
+        with blas_limit(1):
+            yield
+    finally:
+        _CAPS.pop()
+
+
+def thread_cap() -> int:
+    """Most threads the user allows: the setting outside the engines' blocks."""
+    return _CAPS[0] if _CAPS else current_blas_threads()
 
 
 def threads_for(flops: float, min_flops: float = MIN_PARALLEL_FLOPS) -> int:
     """Threads worth using now for an operation of ``flops`` (see :func:`choose_threads`).
+
+    Never more than :func:`thread_cap`: a user's one-thread setting stays one thread.
 
     Examples
     --------
@@ -121,7 +143,7 @@ def threads_for(flops: float, min_flops: float = MIN_PARALLEL_FLOPS) -> int:
     """
     if flops < min_flops:
         return 1
-    return choose_threads(flops, available_cores(), other_runnable(), min_flops=min_flops)
+    return choose_threads(flops, available_cores(), other_runnable(), thread_cap(), min_flops=min_flops)
 
 
 def blas_threads_for(flops: float):

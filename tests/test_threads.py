@@ -34,6 +34,7 @@ def test_choose_threads_threshold() -> None:
 
 
 def test_threads_for_reads_the_run_queue(monkeypatch) -> None:
+    monkeypatch.setattr(_threads, "current_blas_threads", lambda: 2)    # the user allows 2
     monkeypatch.setattr(_threads, "available_cores", lambda: 2)
     monkeypatch.setattr(_threads, "_read_others", lambda: 2)
     monkeypatch.setattr(_threads, "_RUNNING", {"t": -1.0, "others": 0})
@@ -88,3 +89,17 @@ def test_module_examples() -> None:
 
     res = doctest.testmod(_threads, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_user_setting_caps_the_choice(monkeypatch) -> None:
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr(_threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(_threads, "_read_others", lambda: 0)
+    monkeypatch.setattr(_threads, "_RUNNING", {"t": -1.0, "others": 0})
+    with threadpool_limits(limits=1, user_api="blas"):
+        with _threads.single_blas_thread():
+            assert _threads.threads_for(1e10) == 1
+        assert _threads.threads_for(1e10) == 1
+    with _threads.single_blas_thread():
+        assert _threads.thread_cap() >= 1
