@@ -150,7 +150,6 @@ class BlockedSystem:
         indices[self._pos_xy] = (qr + np.arange(pp)[:, None] + np.zeros(q1, dtype=np.int64)).ravel()
         self._indptr, self._indices = indptr, indices
         self._cols = np.repeat(np.arange(q1), counts)
-        self._schur_flops = float((counts * (counts + 1)).sum()) + 2.0 * self.m**2   # the fused kernel
 
     def theta_of(self, theta: np.ndarray, i: int) -> np.ndarray:
         return theta[self._theta_slices[i]]
@@ -223,7 +222,7 @@ class BlockedSystem:
         if isinstance(A21, SparseA21):
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
-                n_threads = threads_for(self._schur_flops, MIN_KERNEL_FLOPS)
+                n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
                 return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest, n_threads)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
@@ -235,6 +234,14 @@ class BlockedSystem:
             B = B.transpose(1, 0, 2).reshape(self.m, -1)
         with blas_threads_for(float(self.m) ** 2 * B.shape[1]):
             return B @ B.T
+
+    def _kernel_flops(self, A21: SparseA21) -> float:
+        """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""
+        key = id(A21.indptr)
+        if self.__dict__.get("_flops_key") != key:
+            counts = np.diff(A21.indptr).astype(float)
+            self._flops_key, self._flops = key, float((counts * (counts + 1)).sum()) + 2.0 * self.m**2
+        return self._flops
 
     def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
         """Blocked Cholesky factor of the system at ``theta`` with the current weights.
