@@ -103,3 +103,24 @@ def test_user_setting_caps_the_choice(monkeypatch) -> None:
         assert _threads.threads_for(1e10) == 1
     with _threads.single_blas_thread():
         assert _threads.thread_cap() >= 1
+
+
+def test_kernel_pool_is_per_process(monkeypatch) -> None:
+    from bayesmixed.likelihood import _kernels
+
+    first = _kernels._pool()
+    assert _kernels._pool() is first
+    monkeypatch.setitem(_kernels._POOL, "pid", -1)        # as a forked child sees it
+    assert _kernels._pool() is not first
+
+
+def test_blocked_factor_with_kernel_threads_is_identical(monkeypatch) -> None:
+    import bayesmixed as bm
+    from bayesmixed.likelihood import _blocked
+
+    design = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.load_dataset("Penicillin")).design
+    system = _blocked.BlockedSystem(design, layout="sparse")
+    theta = np.array([1.5, 3.2])
+    one = system.factor(theta).L22
+    monkeypatch.setattr(_blocked, "threads_for", lambda flops, min_flops=0: 2)
+    assert np.array_equal(system.factor(theta).L22, one)

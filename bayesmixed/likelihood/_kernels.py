@@ -63,15 +63,19 @@ def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads=1
     return U
 
 
-_POOL: list = []
+_POOL: dict = {}
 
 
-def _pool():
-    """A small persistent pool for the kernels' extra threads (they wait on a queue, never spin)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
-                                        thread_name_prefix="bayesmixed-kernel"))
-    return _POOL[0]
+def _pool() -> ThreadPoolExecutor:
+    """A small persistent pool for the kernels' extra threads (they wait on a queue, never spin).
+
+    One per process: a forked child (whose copy of the pool has no threads) makes its own.
+    """
+    pid = os.getpid()
+    if _POOL.get("pid") != pid:
+        _POOL["pid"], _POOL["pool"] = pid, ThreadPoolExecutor(
+            max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="bayesmixed-kernel")
+    return _POOL["pool"]
 
 
 @numba.njit(cache=True, nogil=True)
