@@ -16,6 +16,7 @@ PKG = Path(__file__).resolve().parents[1] / "bayesmixed"
 # Lower layers never import higher ones (equal ranks may import each other only if no cycle).
 LAYERS = {
     "bayesmixed.errors": 0,
+    "bayesmixed._threads": 0,      # BLAS thread choice: standard library and threadpoolctl only
     "bayesmixed.links": 1,
     "bayesmixed.families": 1,
     "bayesmixed.datasets": 1,

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from bayesmixed._threads import MIN_KERNEL_FLOPS, blas_threads_for, threads_for
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import FitError
 from bayesmixed.likelihood._blocked_factor import (
@@ -221,16 +222,26 @@ class BlockedSystem:
         if isinstance(A21, SparseA21):
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
-                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest)
+                n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
+                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest, n_threads)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
             return P if scale is not None else symmetric_from_lower(P)
         if k1 == 1:
             B = A21 * Wd[:, 0, 0]
+        else:
+            B = np.matmul(A21.reshape(self.m, self.l1, k1).transpose(1, 0, 2), Wd)      # (l1, m, k1)
+            B = B.transpose(1, 0, 2).reshape(self.m, -1)
+        with blas_threads_for(float(self.m) ** 2 * B.shape[1]):
             return B @ B.T
-        B = np.matmul(A21.reshape(self.m, self.l1, k1).transpose(1, 0, 2), Wd)      # (l1, m, k1)
-        B = B.transpose(1, 0, 2).reshape(self.m, -1)
-        return B @ B.T
+
+    def _kernel_flops(self, A21: SparseA21) -> float:
+        """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""
+        key = id(A21.indptr)
+        if self.__dict__.get("_flops_key") != key:
+            counts = np.diff(A21.indptr).astype(float)
+            self._flops_key, self._flops = key, float((counts * (counts + 1)).sum()) + 2.0 * self.m**2
+        return self._flops
 
     def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
         """Blocked Cholesky factor of the system at ``theta`` with the current weights.
@@ -357,9 +368,11 @@ class BlockedSystem:
         else:
             Bd = sp.bsr_array((L11inv, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
             B = (L21z @ Bd).toarray()
-        bottom = sla.solve_triangular(L22z, B, lower=True, check_finite=False).reshape(qr, l1, k1)
+        with blas_threads_for(float(qr) ** 2 * B.shape[1]):
+            bottom = sla.solve_triangular(L22z, B, lower=True, check_finite=False).reshape(qr, l1, k1)
         out = [first + np.einsum("rgi,rgj->gij", bottom, bottom)]
-        Linv22 = sla.solve_triangular(L22z, np.eye(qr), lower=True, check_finite=False)
+        with blas_threads_for(float(qr) ** 3 / 3.0):
+            Linv22 = sla.solve_triangular(L22z, np.eye(qr), lower=True, check_finite=False)
         for start, t in zip(self._starts, self.rest):
             cols = Linv22[:, start : start + t.q].reshape(qr, t.n_levels, t.n_cols)
             out.append(np.einsum("rgi,rgj->gij", cols, cols))

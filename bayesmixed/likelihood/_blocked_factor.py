@@ -14,6 +14,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from bayesmixed._threads import blas_threads_for
+
 _potrf = sla.get_lapack_funcs("potrf", (np.zeros(1),))
 _trtrs = sla.get_lapack_funcs("trtrs", (np.zeros(1),))
 
@@ -170,8 +172,12 @@ def _mul11(M: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _cholesky(S: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of S (only its lower triangle is read), LAPACK's potrf directly."""
-    L, info = _potrf(S, lower=1, clean=1, overwrite_a=1)
+    """Lower Cholesky factor of S (only its lower triangle is read), LAPACK's potrf directly.
+
+    BLAS threads: as many as there are idle cores when S is large, else one (``_threads``).
+    """
+    with blas_threads_for(S.shape[0] ** 3 / 3.0):
+        L, info = _potrf(S, lower=1, clean=1, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky factor failed: leading minor {info} not positive definite")
     return L

@@ -7,6 +7,8 @@ numba (a PyMC/PyTensor dependency) compiles them once and caches them on disk.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -38,34 +40,66 @@ def symmetric_from_lower(P: np.ndarray) -> np.ndarray:
     return np.tril(P) + np.tril(P, -1).T
 
 
-@numba.njit(cache=True, nogil=True)
-def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest):  # pragma: no cover
+def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads=1):
     """Upper triangle (row-major, so contiguous) of
     S = diag(scale) (A22 - A21 diag(d) A21') diag(scale) + diag(I_qr, 0).
 
     The first term is scalar (k1 = 1), so each column j of A21 adds
     d_j a_j a_j'; CSC row indices are sorted, so pairs b >= a land in the upper
     triangle U[ia, ib]. ``U.T`` (Fortran order) is then the lower triangle of S.
+    ``n_threads > 1`` shares the rows of U between threads (the kernel releases the GIL;
+    each row has one owner and is summed in the same order, so the result is identical).
     """
     m = A22.shape[0]
     U = np.empty((m, m))
-    for i in range(m):
+    args = (U, A22, indptr, indices, data, d, scale, q_rest)
+    if n_threads <= 1:
+        schur_scalar_rows(*args, 0, 1)
+        return U
+    futures = [_pool().submit(schur_scalar_rows, *args, part, n_threads) for part in range(1, n_threads)]
+    schur_scalar_rows(*args, 0, n_threads)
+    for f in futures:
+        f.result()
+    return U
+
+
+_POOL: dict = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A small persistent pool for the kernels' extra threads (they wait on a queue, never spin).
+
+    One per process: a forked child (whose copy of the pool has no threads) makes its own.
+    """
+    pid = os.getpid()
+    if _POOL.get("pid") != pid:
+        _POOL["pid"], _POOL["pool"] = pid, ThreadPoolExecutor(
+            max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="bayesmixed-kernel")
+    return _POOL["pool"]
+
+
+@numba.njit(cache=True, nogil=True)
+def schur_scalar_rows(U, A22, indptr, indices, data, d, scale, q_rest, part, n_parts):  # pragma: no cover
+    """The rows ``i % n_parts == part`` of :func:`schur_scalar_upper`'s U."""
+    m = A22.shape[0]
+    for i in range(part, m, n_parts):
         for j in range(i, m):
             U[i, j] = A22[i, j]
     for j in range(indptr.shape[0] - 1):
         dj = d[j]
         for a in range(indptr[j], indptr[j + 1]):
             ia = indices[a]
+            if n_parts > 1 and ia % n_parts != part:
+                continue
             va = data[a] * dj
             for b in range(a, indptr[j + 1]):
                 U[ia, indices[b]] -= va * data[b]
-    for i in range(m):
+    for i in range(part, m, n_parts):
         si = scale[i]
         for j in range(i, m):
             U[i, j] *= si * scale[j]
         if i < q_rest:
             U[i, i] += 1.0
-    return U
 
 
 @numba.njit(cache=True, nogil=True)

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from bayesmixed._threads import single_blas_thread
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import ConvergenceWarning, DesignError, SingularFitWarning
 from bayesmixed.likelihood.numderiv import deriv12, hessian, jacobian
@@ -134,7 +135,8 @@ class LmmOptimum:
     def condvar_blocks(self) -> list[np.ndarray]:
         """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
         d = self.design
-        rel = self.devfun.system.condcov_blocks(self.state.factor)   # blocks of (L L')^{-1}
+        with single_blas_thread():
+            rel = self.devfun.system.condcov_blocks(self.state.factor)   # blocks of (L L')^{-1}
         out = []
         for t, s, B in zip(d.reterms, d.theta_slices, rel):
             T = t.lambda_block(self.theta[s])                          # b = Lambda u, per level
@@ -146,7 +148,8 @@ class LmmOptimum:
         """Asymptotic covariance of (theta, sigma) and the Jacobian of vcov(beta) over them (lmerTest)."""
         dev = self.devfun
         varpar = np.concatenate([self.theta, [self.sigma]])
-        H = hessian(dev.deviance_varpar, varpar)
+        with single_blas_thread():
+            H = hessian(dev.deviance_varpar, varpar)
         try:
             A = 2 * np.linalg.inv(H)                     # asymptotic cov of (theta, sigma)
         except np.linalg.LinAlgError:
@@ -156,7 +159,8 @@ class LmmOptimum:
             Rinv = np.linalg.inv(dev.system.RX(dev.evaluate(vp[:-1]).factor))
             return vp[-1] ** 2 * (Rinv @ Rinv.T)
 
-        return A, jacobian(vcov_at, varpar)              # (k, k), (k, p, p)
+        with single_blas_thread():
+            return A, jacobian(vcov_at, varpar)          # (k, k), (k, p, p)
 
 
 def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: bool = True,
@@ -184,6 +188,14 @@ def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_co
                           "this is not a mixed model")
     if reml and design.n <= design.p:
         raise DesignError(f"REML needs more observations ({design.n}) than fixed effects ({design.p})")
+    with single_blas_thread():
+        # one BLAS thread; the blocked factor asks for more around large operations when
+        # cores are idle (``_threads``), so a busy machine never makes BLAS threads spin
+        return _optimize(design, reml, start, check_conv, optimizer_options)
+
+
+def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
+              optimizer_options: dict | None) -> LmmOptimum:
     dev = ProfiledDeviance(design, reml=reml)
     x0 = design.theta0 if start is None else np.asarray(start, dtype=float)
     if x0.shape != design.theta0.shape:
@@ -197,11 +209,11 @@ def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_co
     issued = []
     if singular:
         issued.append("singular")
-        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=3)
+        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=4)
     elif check_conv:
         conv = check_convergence(dev, theta, design.lower, f0=state.deviance)
         for m in conv:
-            warnings.warn(m, ConvergenceWarning, stacklevel=3)
+            warnings.warn(m, ConvergenceWarning, stacklevel=4)
         msgs += conv
     return LmmOptimum(design=design, reml=reml, theta=theta, beta=beta, u=u, sigma=dev.sigma(state),
                       objective=state.deviance, opt=opt, devfun=dev, state=state, is_singular=singular,
