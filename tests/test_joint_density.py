@@ -1,5 +1,7 @@
 """The compiled joint GLMM density equals the PyMC model's log density and gradient (issue 10, item 3)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +124,57 @@ def test_cbpp_layout():
     m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.load_dataset("cbpp"),
                  family="binomial")
     _check(m, "binomial", "logit")
+
+
+# ---- sampling through the compiled density ---------------------------------------------
+def _cbpp():
+    return bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.load_dataset("cbpp"),
+                    family="binomial")
+
+
+def test_default_fit_uses_the_compiled_density():
+    m = _cbpp()
+    run = dict(draws=150, tune=200, chains=2, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(method="nuts", random_seed=5, **run)
+        again = m.fit(method="nuts", random_seed=5, **run)
+        other = m.fit(method="nuts", random_seed=6, **run)
+    assert "compile" not in fit.timings and "setup" in fit.timings
+    post = fit.idata["posterior"]
+    assert set(post.data_vars) == {"beta", "b_herd", "sd_herd"}
+    assert post["beta"].shape == (2, 150, 4) and post["b_herd"].shape == (2, 150, 15, 1)
+    assert list(post["fixef"].values) == list(m.design.fixef_names)
+    assert {"log_likelihood", "observed_data", "sample_stats"} <= set(fit.idata.children)
+    a = np.asarray(post["beta"])
+    np.testing.assert_array_equal(a, np.asarray(again.idata["posterior"]["beta"]))
+    assert not np.array_equal(a, np.asarray(other.idata["posterior"]["beta"]))
+
+
+def test_correlated_term_and_family_parameter_names():
+    d = _data("negativebinomial")
+    m = bm.Model("y ~ x + (x | g)", d, family="negativebinomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(method="nuts", draws=100, tune=150, chains=2, random_seed=1, progressbar=False)
+    post = fit.idata["posterior"]
+    assert set(post.data_vars) == {"beta", "b_g", "sd_g", "cor_g", "alpha"}
+    assert list(post["g__pair"].values) == ["Intercept:x"]
+    assert float(np.abs(post["cor_g"]).max()) <= 1.0 and float(post["alpha"].min()) > 0
+    assert "compile" not in fit.timings
+
+
+def test_cbpp_agrees_with_the_pymc_path():
+    m = _cbpp()
+    run = dict(draws=1000, tune=1000, chains=4, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = m.fit(method="nuts", random_seed=2, **run)
+        ref = m.fit(method="nuts", random_seed=3, backend="numba", **run)
+    assert "compile" in ref.timings and "compile" not in ours.timings
+    for v in ("beta", "sd_herd"):
+        a, b = ours.idata["posterior"][v], ref.idata["posterior"][v]
+        ma, mb = a.mean(("chain", "draw")).values, b.mean(("chain", "draw")).values
+        se = np.sqrt(a.var(("chain", "draw")).values / 800 + b.var(("chain", "draw")).values / 800)
+        assert np.all(np.abs(ma - mb) < 5 * se), (v, ma, mb, se)
+        np.testing.assert_allclose(a.std(("chain", "draw")).values, b.std(("chain", "draw")).values, rtol=0.15)
