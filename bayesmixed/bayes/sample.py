@@ -21,6 +21,10 @@ Samplers:
   to sample, about 220 microseconds per gradient (the Python callback and the GIL
   serialise the chains), while numba took 21-40 s to compile and 1.4-4 s to sample.
   The C route stays available for machines without numba.
+  With ``backend="auto"``, models outside the collapsed Gaussian sampler (binomial,
+  Poisson, negative binomial, gamma, gaussian with another link) are sampled through
+  :mod:`bayesmixed.bayes.joint` instead: the same joint density and gradient written
+  once in numba (cached per installation), so nothing is compiled per model.
   Compiled nutpie models are kept by model content (a few, in memory), so refits
   with other seeds or draws, or of an identical model built afresh, do not compile again.
 - ``"pymc"``: PyMC's own NUTS (C backend).
@@ -42,6 +46,8 @@ import numpy as np
 from bayesmixed.bayes.build import build_pymc_model
 from bayesmixed.bayes.collapsed import sample_collapsed, unsupported_reason
 from bayesmixed.bayes.idata import assemble_idata
+from bayesmixed.bayes.joint import sample_joint
+from bayesmixed.bayes.joint import unsupported_reason as joint_unsupported
 from bayesmixed.bayes.jaxroute import JAX_SAMPLERS, sample_jax
 from bayesmixed.bayes.loglik import simulate_response
 from bayesmixed.bayes.options import BACKENDS, check_sampler_options
@@ -410,6 +416,8 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
     if use_collapsed:
         trace = sample_collapsed(design, priors, random_seed=seed, **run, **kwargs)
         sampler = "nutpie (collapsed)"
+    elif sampler == "nutpie" and _use_joint(design, priors, backend=backend, centered=centered):
+        trace = sample_joint(design, priors, random_seed=seed, **run, **kwargs)
     elif sampler == "nutpie":
         if not _has("nutpie"):
             raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
@@ -426,6 +434,16 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
                                         target_accept=target_accept, centered=centered,
                                         collapsed=use_collapsed),
                           diagnostics=diagnostics, param_names=names)
+
+
+def _use_joint(design, priors, *, backend: str, centered: bool) -> bool:
+    """Whether nutpie samples the joint model through the compiled density (no per-model compile).
+
+    The default for every model the collapsed sampler does not take (``backend="auto"``,
+    non-centred effects); ``backend="numba"|"c"|"jax"`` compiles the PyMC model instead.
+    """
+    return (backend == "auto" and not centered and _has("nutpie") and not design.family.is_gaussian_identity
+            and joint_unsupported(design, priors) is None)
 
 
 def _use_collapsed(collapsed, design, priors, *, sampler: str, centered: bool) -> bool:
