@@ -7,14 +7,14 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.errors import DesignError
+from bayesmixed.likelihood.lmm import optimize_lmm
+from bayesmixed.results.likelihood import LikelihoodFit
 
 
 def _as_ml(fit):
     """REML fits are refitted by ML before a likelihood-ratio test, as R's anova does."""
     if getattr(fit, "method", None) == "reml":
-        from bayesmixed.likelihood.lmm import fit_lmm
-
-        return fit_lmm(fit.design, reml=False, start=fit.theta)
+        return LikelihoodFit(optimize_lmm(fit.design, reml=False, start=fit.theta))
     return fit
 
 
@@ -102,7 +102,7 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
         raise DesignError("compare() takes a dict of at least two posterior fits: {'name': fit, ...}")
     idatas = {}
     for name, f in fits.items():
-        if getattr(f, "method", None) != "nuts":
+        if not getattr(f, "is_posterior", False):
             raise DesignError(f"{name!r} is not a posterior fit (method='nuts'); use bm.anova() for "
                               "likelihood fits")
         idatas[name] = f.idata

@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayesmixed.datasets import load_dataset
+from bayesmixed.model import Model
+from bayesmixed.plots import plot_design, plot_ppc, plot_ranef, plot_shrinkage
+
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
@@ -40,8 +44,7 @@ def _side_by_side(reml, nuts) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _fit_nuts(model, draws: int, tune: int, chains: int, seed: int):
     """Short NUTS run; returns None (with the reason printed) when the engine is missing."""
     try:
-        from bayesmixed.bayes import fit_bayes  # noqa: F401
-        import bayesmixed.bayes.sample  # noqa: F401
+        import pymc  # noqa: F401
     except ImportError as exc:
         print(f"NUTS: skipped, the Bayesian engine is not available in this build ({exc})")
         return None
@@ -62,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import bayesmixed as bm
-
     ap = argparse.ArgumentParser(prog="python -m bayesmixed.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo_output", help="folder for the PNG files (created)")
     ap.add_argument("--no-nuts", action="store_true", help="skip the NUTS fit")
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    data = bm.load_dataset("sleepstudy")
-    model = bm.Model(FORMULA, data)
+    data = load_dataset("sleepstudy")
+    model = Model(FORMULA, data)
     t0 = time.perf_counter()
     reml = model.fit()
     print(f"REML fit of {FORMULA} in {time.perf_counter() - t0:.2f} s\n")
@@ -93,20 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     paths = []
-    ax = bm.plot_shrinkage(reml, params="Intercept", compare=nuts)
+    ax = plot_shrinkage(reml, params="Intercept", compare=nuts)
     paths.append(out / "shrinkage.png")
     ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    ax = bm.plot_shrinkage(reml, compare=nuts)
+    ax = plot_shrinkage(reml, compare=nuts)
     paths.append(out / "shrinkage_2d.png")
     ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    fig = bm.plot_ranef(nuts if nuts is not None else reml)
+    fig = plot_ranef(nuts if nuts is not None else reml)
     paths.append(out / "caterpillar.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    fig = bm.plot_design(reml)
+    fig = plot_design(reml)
     paths.append(out / "design.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     if nuts is not None:
-        ax = bm.plot_ppc(nuts)
+        ax = plot_ppc(nuts)
         paths.append(out / "ppc.png")
         ax.figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close("all")

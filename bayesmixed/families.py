@@ -4,7 +4,8 @@ Each family is a subclass of :class:`Family` that carries its behaviour: varianc
 function, unit deviance, R's ``aic``, starting values and IRLS pieces, pointwise log
 density, simulation, its auxiliary parameters and its PyMC likelihood, plus small
 integer ``code``\\ s (family and link) that the compiled kernels switch on. Adding a
-family is one new class here and its tests; no other module branches on family names.
+family is one new class here (with its entry in ``_CLASSES``) and its tests; no other
+module needs to branch on family names.
 ``get_family("binomial", link="probit")`` validates names and lists the valid choices
 in its error.
 """
@@ -56,6 +57,8 @@ class Family:
     canonical: str
     shape: float | None = None   # negative binomial size k (Var = mu + mu^2 / k)
 
+    links: ClassVar[tuple[str, ...]] = ()          # allowed links, as listed in errors
+    default_link: ClassVar[str] = ""               # R's default link
     code: ClassVar[int] = -1                       # family code for the compiled kernels
     canonical_link: ClassVar[str | None] = None    # link whose Fisher and observed weights agree
     extra_params: ClassVar[tuple[str, ...]] = ()   # parameters beyond the mean (PyMC names)
@@ -164,15 +167,16 @@ class Family:
         return None
 
     # ---- densities and draws -----------------------------------------------------------
-    def logpdf(self, y: Array, mu: Array, wt=None, trials=None, dispersion=None, eta=None) -> Array:
-        """Pointwise log density of ``y`` given the mean ``mu`` (broadcasting).
+    def logpdf(self, y: Array, mu: Array | None, wt=None, trials=None, dispersion=None, eta=None) -> Array:
+        """Pointwise log density of ``y`` given the mean ``mu`` (or ``eta``; broadcasting).
 
         ``y`` is the response as the design holds it (proportions of ``trials`` for
         binomial; 0/1 without trials). ``wt``: prior weights, precision weights for
         gaussian (sd ``sigma / sqrt(wt)``), multipliers of the log density otherwise
         (as R's ``aic``). ``dispersion``: the value of ``extra_params[0]`` (gaussian
         ``sigma``, negative-binomial ``alpha`` = size, default ``self.shape``, gamma
-        ``shape``). With ``eta`` the binomial-logit density is computed in eta (stable).
+        ``shape``). ``mu=None`` takes the mean from ``eta`` through the link; with ``eta``
+        the binomial-logit density is computed in eta (stable for any eta).
 
         Examples
         --------
@@ -227,6 +231,9 @@ class Family:
     def _mean(self, mu, eta):
         return self.link.tensor_linkinv(eta) if mu is None else mu
 
+    def _np_mean(self, mu, eta):
+        return self.link.linkinv(eta) if mu is None else mu
+
     def pymc_likelihood(self, name: str, mu=None, observed=None, *, eta=None, trials=None, weights=None,
                         params: dict | None = None, dims=None):
         """Create the observed PyMC variable ``name`` (inside a model context).
@@ -257,10 +264,25 @@ class Family:
         dist, kw = self._pymc_args(mu, eta, trials, weights, params)
         return pm.logp(getattr(pm, dist).dist(**kw), value)
 
+    # --- added by plots
+    @property
+    def mean_label(self) -> str:
+        """How plots name the predicted mean (an axis label).
+
+        Examples
+        --------
+        >>> get_family("binomial").mean_label, get_family("poisson").mean_label, get_family("gaussian").mean_label
+        ('predicted probability', 'expected count', 'prediction')
+        """
+        if self.uses_trials:
+            return "predicted probability"
+        return "expected count" if isinstance(self, _Counts) else "prediction"
+
 
 class Gaussian(Family):
     """Normal response; ``sigma`` is the residual sd (``dispersion`` in logpdf/simulate)."""
 
+    links, default_link = ("identity", "log", "inverse"), "identity"
     code, canonical_link, extra_params = 4, "identity", ("sigma",)
     has_dispersion = pymc_weights = True
     bambi_name = "gaussian"
@@ -284,7 +306,7 @@ class Gaussian(Family):
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
         sigma = dispersion if wt is None else dispersion / np.sqrt(wt)
-        return stats.norm.logpdf(y, mu, sigma)
+        return stats.norm.logpdf(y, self._np_mean(mu, eta), sigma)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.normal(mu, dispersion if wt is None else dispersion / np.sqrt(wt))
@@ -304,6 +326,7 @@ class Gaussian(Family):
 class Binomial(Family):
     """Binomial proportions of ``trials`` (Bernoulli 0/1 without trials)."""
 
+    links, default_link = ("logit", "probit", "cloglog"), "logit"
     code, canonical_link = 0, "logit"
     uses_trials = pymc_weights = True
     bambi_name = "binomial"
@@ -344,7 +367,7 @@ class Binomial(Family):
             # s*eta - n*log(1+e^eta) + log C(n, s): stable for any eta
             logc = special.gammaln(n + 1) - special.gammaln(s + 1) - special.gammaln(n - s + 1)
             return _weighted(s * eta - n * np.logaddexp(0.0, eta) + logc, wt)
-        return _weighted(stats.binom.logpmf(s, n, mu), wt)
+        return _weighted(stats.binom.logpmf(s, n, self._np_mean(mu, eta)), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         n = np.ones(mu.shape[-1], dtype=np.int64) if trials is None else np.asarray(trials, dtype=np.int64)
@@ -391,6 +414,7 @@ class _Counts(_LogMeanPrior, Family):
 class Poisson(_Counts):
     """Poisson counts."""
 
+    links, default_link = ("log", "identity", "sqrt"), "log"
     code, canonical_link = 1, "log"
     bambi_name = "poisson"
 
@@ -408,7 +432,7 @@ class Poisson(_Counts):
         return float(-2 * np.sum(ll * wt))
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
-        return _weighted(stats.poisson.logpmf(y, mu), wt)
+        return _weighted(stats.poisson.logpmf(y, self._np_mean(mu, eta)), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.poisson(mu).astype(float)
@@ -420,6 +444,7 @@ class Poisson(_Counts):
 class NegativeBinomial(_Counts):
     """Negative binomial counts, Var = mu + mu^2 / k with size k (``shape``; PyMC's ``alpha``)."""
 
+    links, default_link = ("log",), "log"
     code, canonical_link, extra_params = 3, None, ("alpha",)
     bambi_name = "negativebinomial"
 
@@ -442,7 +467,7 @@ class NegativeBinomial(_Counts):
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
         alpha = self._shape() if dispersion is None else dispersion
-        return _weighted(stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu)), wt)
+        return _weighted(stats.nbinom.logpmf(y, alpha, alpha / (alpha + self._np_mean(mu, eta))), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         alpha = self._shape() if dispersion is None else dispersion
@@ -458,6 +483,7 @@ class NegativeBinomial(_Counts):
 class Gamma(_LogMeanPrior, Family):
     """Positive continuous response, Var = mu^2 / shape."""
 
+    links, default_link = ("log", "inverse", "identity"), "inverse"
     code, canonical_link, extra_params = 2, "inverse", ("shape",)
     has_dispersion = True
     bambi_name = "gamma"
@@ -485,7 +511,7 @@ class Gamma(_LogMeanPrior, Family):
         return np.where(y > 0, y, 0.1)
 
     def logpdf(self, y, mu, wt=None, trials=None, dispersion=None, eta=None):
-        return _weighted(stats.gamma.logpdf(y, a=dispersion, scale=mu / dispersion), wt)
+        return _weighted(stats.gamma.logpdf(y, a=dispersion, scale=self._np_mean(mu, eta) / dispersion), wt)
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.gamma(dispersion, mu / dispersion)
@@ -500,14 +526,8 @@ class Gamma(_LogMeanPrior, Family):
 
 _CLASSES: dict[str, type[Family]] = {"gaussian": Gaussian, "binomial": Binomial, "poisson": Poisson,
                                      "gamma": Gamma, "negativebinomial": NegativeBinomial}
-FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    # name: (canonical/default link, allowed links)
-    "gaussian": ("identity", ("identity", "log", "inverse")),
-    "binomial": ("logit", ("logit", "probit", "cloglog")),
-    "poisson": ("log", ("log", "identity", "sqrt")),
-    "gamma": ("inverse", ("log", "inverse", "identity")),
-    "negativebinomial": ("log", ("log",)),
-}
+# name: (canonical/default link, allowed links)
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {n: (c.default_link, c.links) for n, c in _CLASSES.items()}
 _ALIASES = {"normal": "gaussian", "bernoulli": "binomial", "negbinomial": "negativebinomial",
             "negative_binomial": "negativebinomial", "nb": "negativebinomial", "Gamma": "gamma"}
 

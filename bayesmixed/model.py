@@ -1,22 +1,52 @@
-"""``Model``: formula + data + family -> a design; ``fit()`` dispatches to an engine."""
+"""``Model``: formula + data + family -> a design; ``fit()`` runs an engine and builds its result.
+
+``FITTERS`` is lme4's ``lFormula -> mkLmerDevfun -> optimizeLmer -> mkMerMod`` as a
+table: each method names the engine that computes the optimum (or the draws), what
+the engine is given (the design or the model), fixed engine options, and the result
+class that builds the fit from what the engine returned.
+"""
 
 from __future__ import annotations
 
+import inspect
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
+from bayesmixed.bayes import build_pymc_model, fit_map, resolve_priors, sample_nuts, to_bambi
 from bayesmixed.design import MixedDesign, build_design
 from bayesmixed.errors import DesignError
 from bayesmixed.families import get_family
 from bayesmixed.formula import parse_formula
+from bayesmixed.likelihood.glmm import optimize_glmm
+from bayesmixed.likelihood.lmm import optimize_lmm
+from bayesmixed.results.glmm import GlmmFit
+from bayesmixed.results.likelihood import LikelihoodFit
+from bayesmixed.results.map import MapFit
+from bayesmixed.results.posterior import PosteriorFit
 
-METHODS = ("reml", "ml", "laplace", "agq", "nuts", "map")
+
+class Fitter(NamedTuple):
+    """One row of :data:`FITTERS`: engine, its input (``"design"`` or ``"model"``), fixed options, result."""
+
+    engine: Callable
+    takes: str
+    fixed: dict
+    result: type
+
+
+FITTERS: dict[str, Fitter] = {
+    "reml": Fitter(optimize_lmm, "design", {"reml": True}, LikelihoodFit),
+    "ml": Fitter(optimize_lmm, "design", {"reml": False}, LikelihoodFit),
+    "laplace": Fitter(optimize_glmm, "design", {"method": "laplace"}, GlmmFit),
+    "agq": Fitter(optimize_glmm, "design", {"method": "agq"}, GlmmFit),
+    "nuts": Fitter(sample_nuts, "model", {}, PosteriorFit),
+    "map": Fitter(fit_map, "model", {}, MapFit),
+}
+METHODS = tuple(FITTERS)
 
 
 def _options(engine, kwargs: dict, method: str) -> dict:
     """Refuse options the engine does not take, listing the ones it does (not a bare TypeError)."""
-    import inspect
-
     params = inspect.signature(engine).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return kwargs
@@ -146,28 +176,18 @@ class Model:
         ('ml', 1751.94)
         """
         method = self.default_method if method is None else str(method).lower()
-        if method not in METHODS:
+        if method not in FITTERS:
             raise DesignError(f"unknown method {method!r}; valid methods are: {', '.join(METHODS)}")
-        if method in ("reml", "ml"):
-            from bayesmixed.likelihood.lmm import fit_lmm
-
-            if not self.family.is_gaussian_identity:
-                raise DesignError(f"method={method!r} is for gaussian models with the identity link; "
-                                  f"this model is {self.family.name}({self.family.link.name}): "
-                                  "use method='laplace', 'agq' or 'nuts'")
-            return fit_lmm(self.design, reml=(method == "reml"), **_options(fit_lmm, kwargs, method))
-        if method in ("laplace", "agq"):
-            from bayesmixed.likelihood.glmm import fit_glmm
-
-            return fit_glmm(self.design, method=method, **_options(fit_glmm, kwargs, method))
-        from bayesmixed.bayes import fit_bayes
-
-        return fit_bayes(self, method=method, **_options(fit_bayes, kwargs, method))
+        if method in ("reml", "ml") and not self.family.is_gaussian_identity:
+            raise DesignError(f"method={method!r} is for gaussian models with the identity link; "
+                              f"this model is {self.family.name}({self.family.link.name}): "
+                              "use method='laplace', 'agq' or 'nuts'")
+        f = FITTERS[method]
+        opts = _options(f.engine, kwargs, method)
+        return f.result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
 
     def to_bambi(self, **kwargs):
         """The equivalent ``bambi.Model`` (see ``bayesmixed.bayes.to_bambi``)."""
-        from bayesmixed.bayes import to_bambi
-
         return to_bambi(self, **kwargs)
 
     def refit(self, data: Any) -> "Model":
@@ -198,8 +218,6 @@ class Model:
         >>> m.pymc_model.coords["fixef"], m.pymc_model.coords["Subject"][:3]
         (('Intercept', 'Days'), ('308', '309', '310'))
         """
-        from bayesmixed.bayes import build_pymc_model
-
         return build_pymc_model(self.design, self.priors)
 
     @property
@@ -213,6 +231,4 @@ class Model:
         >>> "sigma" in m.priors.to_frame()["parameter"].tolist()
         True
         """
-        from bayesmixed.bayes import resolve_priors
-
         return resolve_priors(self.design, self._priors_override)

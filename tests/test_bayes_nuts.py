@@ -93,11 +93,16 @@ def test_idata_groups_and_loglik(fit, model):
 
 
 def test_tidy_and_summary(fit):
-    tid = fit.tidy()
-    assert list(tid.columns) == ["effect", "group", "term", "estimate", "std_error", "conf_low", "conf_high",
-                                 "rhat", "ess_bulk"]
+    # one tidy contract for every fit: tests do not apply to a posterior (NaN), intervals on request
+    assert list(fit.tidy().columns) == ["effect", "group", "term", "estimate", "std_error", "statistic", "df",
+                                        "p_value"]
+    tid = fit.tidy(conf_int=True)
+    assert list(tid.columns[-2:]) == ["conf_low", "conf_high"]
+    assert tid[["statistic", "df", "p_value"]].isna().all().all()
     assert (tid["conf_low"] < tid["estimate"]).all() and (tid["estimate"] < tid["conf_high"]).all()
-    eti = fit.tidy(conf_method="eti", conf_level=0.5)
+    diag = fit.mcmc_diagnostics()
+    assert list(diag["term"]) == list(tid["term"]) and (diag["ess_bulk"] > 0).all()
+    eti = fit.tidy(conf_int=True, conf_method="eti", conf_level=0.5)
     days = np.asarray(fit.idata["posterior"]["beta"])[..., 1].ravel()
     assert eti["conf_low"].iloc[1] == pytest.approx(np.quantile(days, 0.25))
     text = str(fit.summary())

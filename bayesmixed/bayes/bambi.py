@@ -6,11 +6,8 @@ import warnings
 
 import numpy as np
 
+from bayesmixed.design.columns import as_pandas
 from bayesmixed.errors import BayesMixedWarning, DesignError
-
-_FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson",
-             "negativebinomial": "negativebinomial", "gamma": "gamma"}
-
 
 def bambi_formula(model) -> tuple[str, bool]:
     """(bambi formula, whether it drops correlations bambi cannot express)."""
@@ -19,7 +16,7 @@ def bambi_formula(model) -> tuple[str, bool]:
     rhs = parsed.fixed_rhs
     bars = [f"({b.expr} | {b.group})" for b in parsed.bars]
     lossy = any(t.correlated and t.n_cols > 1 for t in d.reterms)
-    if d.family.name == "binomial" and (d.trials is not None or d.has_user_weights):
+    if d.family.uses_trials and (d.trials is not None or d.has_user_weights):
         lhs = "p(bm_successes__, bm_trials__)"
     else:
         lhs = parsed.response
@@ -60,25 +57,20 @@ def to_bambi(model, *, allow_uncorrelated: bool = False, **kwargs):
     except ImportError:
         raise DesignError("to_bambi() needs bambi: pip install bambi") from None
     d = model.design
-    if d.family.name not in _FAMILIES:
-        raise DesignError(f"bambi has no {d.family.name!r} family equivalent")
-    if d.has_user_weights and d.family.name != "binomial":
-        raise DesignError("bambi models have no prior weights; this model uses weights=")
     formula, lossy = bambi_formula(model)
+    family = d.family.bambi_family("bm_trials__" in formula)      # raises where bambi has none
+    if d.has_user_weights and not d.family.uses_trials:
+        raise DesignError("bambi models have no prior weights; this model uses weights=")
     if lossy:
         if not allow_uncorrelated:
             raise DesignError("bambi cannot express correlated random effects: its '(x | g)' is lme4's "
                               "'(x || g)'. Pass allow_uncorrelated=True to build that model anyway.")
         warnings.warn("the bambi model has uncorrelated random effects ((x || g) in lme4 terms)",
                       BayesMixedWarning, stacklevel=2)
-    from bayesmixed.design.build import as_pandas
 
     data = as_pandas(model.data).iloc[d.rows].copy()   # positions: safe with duplicated labels
     if "bm_trials__" in formula:
         n = np.round(d.weights).astype(int)
         data["bm_trials__"] = n
         data["bm_successes__"] = np.round(d.y * n).astype(int)
-    link = d.family.link.name
-    family = "bernoulli" if d.family.name == "binomial" and "bm_trials__" not in formula else \
-        _FAMILIES[d.family.name]
-    return bmb.Model(formula, data, family=family, link=link, **kwargs)
+    return bmb.Model(formula, data, family=family, link=d.family.link.name, **kwargs)

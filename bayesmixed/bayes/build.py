@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmixed.bayes.priors import Prior, Priors
+from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 from bayesmixed.errors import DesignError
 
 
@@ -167,28 +167,6 @@ def random_effects(design, priors: Priors, *, centered: bool = False) -> list:
     return contribs
 
 
-def _inverse_link(design, eta):
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    link = design.family.link.name
-    if link == "identity":
-        return eta
-    if link == "log":
-        return pt.exp(eta)
-    if link == "logit":
-        return pm.math.invlogit(eta)
-    if link == "probit":
-        return pm.math.invprobit(eta)
-    if link == "cloglog":
-        return -pt.expm1(-pt.exp(eta))
-    if link == "inverse":
-        return 1.0 / eta
-    if link == "sqrt":
-        return eta**2
-    raise DesignError(f"link {link!r} is not supported by the PyMC engine")
-
-
 def binomial_counts(design) -> tuple[np.ndarray, np.ndarray] | None:
     """(successes, trials) for a binomial design, or None for a 0/1 (Bernoulli) response."""
     if design.trials is None and not design.has_user_weights:
@@ -201,46 +179,26 @@ def binomial_counts(design) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def likelihood(design, priors: Priors, eta, *, data_container: bool = False) -> None:
-    """Add the observed ``y`` with the family's likelihood and link.
+    """Add the observed ``y`` with the family's likelihood and link (``Family.pymc_likelihood``).
 
-    ``data_container=True`` puts the observed values in ``pm.Data("y_obs")`` so that
-    a compiled model can be re-run on new responses (simulation-based calibration).
+    The family's auxiliary parameters (``extra_params``: ``sigma``, ``alpha``,
+    ``shape``) are created first from ``priors.aux``. ``data_container=True`` puts
+    the observed values in ``pm.Data("y_obs")`` so that a compiled model can be
+    re-run on new responses (simulation-based calibration).
     """
     import pymc as pm
 
-    def obs(values):
-        return pm.Data("y_obs", values, dims="obs") if data_container else values
-
-    fam = design.family.name
-    if design.has_user_weights and fam not in ("gaussian", "binomial"):
-        raise DesignError(f"prior weights are supported by method='nuts' for gaussian and binomial "
-                          f"models only, not {fam!r}")
-    if fam == "gaussian":
-        sigma = priors.aux["sigma"].create("sigma")
-        scale = sigma / np.sqrt(design.weights) if design.has_user_weights else sigma
-        pm.Normal("y", mu=_inverse_link(design, eta), sigma=scale, observed=obs(design.y), dims="obs")
-    elif fam == "binomial":
-        counts = binomial_counts(design)
-        logit = design.family.link.name == "logit"
-        kw = {"logit_p": eta} if logit else {"p": _inverse_link(design, eta)}
-        if counts is None:
-            pm.Bernoulli("y", **kw, observed=obs(design.y.astype(np.int64)), dims="obs")
-        else:
-            s, n = counts
-            pm.Binomial("y", n=n, **kw, observed=obs(s), dims="obs")
-    elif fam == "poisson":
-        y = design.y.astype(np.int64)
-        pm.Poisson("y", mu=_inverse_link(design, eta), observed=obs(y), dims="obs")
-    elif fam == "negativebinomial":
-        alpha = priors.aux["alpha"].create("alpha")
-        pm.NegativeBinomial("y", mu=_inverse_link(design, eta), alpha=alpha,
-                            observed=obs(design.y.astype(np.int64)), dims="obs")
-    elif fam == "gamma":
-        shape = priors.aux["shape"].create("shape")
-        mu = _inverse_link(design, eta)
-        pm.Gamma("y", alpha=shape, beta=shape / mu, observed=obs(design.y), dims="obs")
-    else:
-        raise DesignError(f"family {fam!r} is not supported by the PyMC engine")
+    fam = design.family
+    params = {k: priors.aux[k].create(k) for k in fam.extra_params}
+    counts = binomial_counts(design) if fam.uses_trials else None
+    trials = None if counts is None else counts[1]
+    observed = fam.observed_values(design.y, trials)
+    if data_container:
+        observed = pm.Data("y_obs", observed, dims="obs")
+    # prior weights: inside the trials for binomial, precision weights otherwise (refused where unsupported)
+    weights = design.weights if design.has_user_weights and not fam.uses_trials else None
+    fam.pymc_likelihood("y", observed=observed, eta=eta, trials=trials, weights=weights, params=params,
+                        dims="obs")
 
 
 def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = False,
@@ -276,8 +234,6 @@ def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = F
     (['Intercept', 'Days'], 18)
     """
     import pymc as pm
-
-    from bayesmixed.bayes.priors import resolve_priors
 
     priors = resolve_priors(design) if priors is None else priors
     with pm.Model(coords=model_coords(design)) as model:

@@ -18,13 +18,11 @@ With A = Lambda' Z'Z Lambda + I (q x q), V = sigma^2 (I + Z Lambda Lambda' Z'):
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from bayesmixed.errors import DesignError, FitError
-from bayesmixed.results.base import MixedFit, varcorr_frame
-from bayesmixed.results.display import Summary, random_effects_text
 
 
 def _lambda_index(design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,15 +100,61 @@ def reml_pymc_model(design):
     return model
 
 
-def fit_map(model, *, maxiter: int = 5000, progressbar: bool = False, **kwargs):
+@dataclass(eq=False)
+class MapOptimum:
+    """The REML-equivalent mode: (theta, sigma) from PyMC, beta and b at their conditional modes.
+
+    What ``results`` builds a :class:`~bayesmixed.results.map.MapFit` from.
+    """
+
+    design: object
+    theta: np.ndarray
+    sigma: float
+    criterion: float
+    beta: np.ndarray
+    u: np.ndarray
+    b: np.ndarray
+    vcov: np.ndarray
+
+    def covariances(self) -> list[np.ndarray]:
+        """Per-term covariance matrices of b on the variance scale."""
+        d = self.design
+        return [t.covariance(self.theta[s], self.sigma) for t, s in zip(d.reterms, d.theta_slices)]
+
+
+def conditional_modes(design, theta: np.ndarray, sigma: float, criterion: float) -> MapOptimum:
+    """beta, u and b solving Henderson's equations at (theta, sigma), and sigma^2 (X'V*^-1 X)^-1."""
+    d = design
+    w = np.sqrt(d.weights) if d.has_user_weights else np.ones(d.n)
+    X, y = d.X * w[:, None], (d.y - d.offset) * w
+    Z = d.Z.multiply(w[:, None]).tocsc().toarray()
+    Lam = d.Lambda(theta).toarray()
+    ZL = Z @ Lam
+    A = ZL.T @ ZL + np.eye(d.q)
+    # Henderson's equations in the (u, beta) parameterization (JSS eq. 15)
+    top = np.hstack([A, ZL.T @ X])
+    bottom = np.hstack([X.T @ ZL, X.T @ X])
+    rhs = np.concatenate([ZL.T @ y, X.T @ y])
+    sol = np.linalg.solve(np.vstack([top, bottom]), rhs)
+    u, beta = sol[:d.q], sol[d.q:]
+    Ainv_ZLX = np.linalg.solve(A, ZL.T @ X)
+    M = X.T @ X - (ZL.T @ X).T @ Ainv_ZLX
+    return MapOptimum(design=d, theta=theta, sigma=sigma, criterion=criterion, beta=beta, u=u, b=Lam @ u,
+                      vcov=sigma**2 * np.linalg.inv(M))
+
+
+def fit_map(model, *, maxiter: int = 5000, progressbar: bool = False, **kwargs) -> MapOptimum:
     """REML estimate as the mode of the marginal posterior of (theta, sigma) under flat priors.
+
+    Returns the mode; ``results`` makes a :class:`~bayesmixed.results.map.MapFit` of it
+    (``Model.fit(method="map")``).
 
     Examples
     --------
     >>> import bayesmixed as bm
     >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
-    >>> fit = m.fit(method="map")
-    >>> round(float(fit.fixef["Days"]), 3), round(fit.reml_criterion, 2)
+    >>> mode = fit_map(m)
+    >>> round(float(mode.beta[1]), 3), round(mode.criterion, 2)
     (10.467, 1743.63)
     """
     import pymc as pm
@@ -130,75 +174,4 @@ def fit_map(model, *, maxiter: int = 5000, progressbar: bool = False, **kwargs):
     sigma = float(point["sigma"])
     if not np.all(np.isfinite(theta)) or not np.isfinite(sigma):
         raise FitError("the REML-equivalent MAP optimisation did not converge (non-finite estimates)")
-    return MapFit(design, theta, sigma, float(point["reml_criterion"]))
-
-
-class MapFit(MixedFit):
-    """The REML-equivalent MAP: (theta, sigma) at the mode, beta and b at their conditional modes."""
-
-    method = "map"
-
-    def __init__(self, design, theta: np.ndarray, sigma: float, criterion: float):
-        self.design = design
-        self.theta = theta
-        self.sigma = sigma
-        self.reml_criterion = criterion
-        d = design
-        w = np.sqrt(d.weights) if d.has_user_weights else np.ones(d.n)
-        X, y = d.X * w[:, None], (d.y - d.offset) * w
-        Z = d.Z.multiply(w[:, None]).tocsc().toarray()
-        Lam = d.Lambda(theta).toarray()
-        ZL = Z @ Lam
-        A = ZL.T @ ZL + np.eye(d.q)
-        # Henderson's equations in the (u, beta) parameterization (JSS eq. 15)
-        top = np.hstack([A, ZL.T @ X])
-        bottom = np.hstack([X.T @ ZL, X.T @ X])
-        rhs = np.concatenate([ZL.T @ y, X.T @ y])
-        sol = np.linalg.solve(np.vstack([top, bottom]), rhs)
-        self.u, self._beta = sol[:d.q], sol[d.q:]
-        self._b = Lam @ self.u
-        Ainv_ZLX = np.linalg.solve(A, ZL.T @ X)
-        M = X.T @ X - (ZL.T @ X).T @ Ainv_ZLX
-        self._vcov = sigma**2 * np.linalg.inv(M)
-
-    def _b_vector(self) -> np.ndarray:
-        return self._b
-
-    @property
-    def fixef(self) -> pd.Series:
-        return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
-
-    @property
-    def vcov(self) -> pd.DataFrame:
-        names = list(self.design.fixef_names)
-        return pd.DataFrame(self._vcov, index=names, columns=names)
-
-    @property
-    def fixef_se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self._vcov)), index=self.fixef.index, name="std_error")
-
-    @property
-    def varcorr(self) -> pd.DataFrame:
-        covs = [t.covariance(self.theta[s], self.sigma) for t, s in zip(self.design.reterms,
-                                                                         self.design.theta_slices)]
-        return varcorr_frame(self.design, covs, self.sigma)
-
-    def tidy(self) -> pd.DataFrame:
-        fe = pd.DataFrame({"effect": "fixed", "group": None, "term": self.fixef.index,
-                           "estimate": self.fixef.to_numpy(), "std_error": self.fixef_se.to_numpy()})
-        return fe.reset_index(drop=True)
-
-    def summary(self) -> Summary:
-        d = self.design
-        fixed = pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.fixef_se})
-        return Summary(title="REML-equivalent MAP (PyMC marginal posterior mode, flat priors)",
-                       header=[f"Formula: {d.parsed.formula}", f"REML criterion at the mode: "
-                               f"{self.reml_criterion:.4f}"],
-                       tables={"Random effects": self.varcorr, "Fixed effects": fixed},
-                       text_blocks={"Random effects": random_effects_text(self.varcorr)})
-
-    @property
-    def idata(self):
-        from bayesmixed.results.idata import normal_approximation_idata
-
-        return normal_approximation_idata(self)
+    return conditional_modes(design, theta, sigma, float(point["reml_criterion"]))

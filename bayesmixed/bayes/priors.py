@@ -36,10 +36,6 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 POSITIVE = ("HalfNormal", "HalfStudentT", "HalfCauchy", "HalfFlat", "Exponential", "Gamma",
             "InverseGamma", "LogNormal", "Uniform")
 
-# family auxiliary parameters: name of the PyMC likelihood argument
-AUX = {"gaussian": "sigma", "negativebinomial": "alpha", "gamma": "shape"}
-
-
 @dataclass(frozen=True)
 class Prior:
     """One prior: a PyMC distribution name and its keyword arguments."""
@@ -119,20 +115,9 @@ def _sd(x: np.ndarray) -> float:
 def data_scales(design) -> tuple[float, float, np.ndarray]:
     """(location, scale) of the response on the scale priors are set, and sd of each X column."""
     fam = design.family
-    if fam.name == "gaussian" and fam.link.name == "identity":
-        w = design.weights
-        loc = float(np.average(design.y - design.offset, weights=w))
-        scale = _sd(design.y) or 1.0
-    else:
-        # GLMs: priors live on the link scale, where 2.5 is already "large" (rstanarm)
-        loc, scale = 0.0, 1.0
-        if fam.name in ("poisson", "negativebinomial", "gamma") and fam.link.name == "log":
-            ybar = float(np.mean(design.y))
-            loc = float(np.log(ybar)) if ybar > 0 else 0.0
-        elif fam.name == "binomial" and fam.link.name in ("logit", "probit", "cloglog"):
-            pbar = float(np.average(design.y, weights=design.weights)) if design.weights.sum() > 0 else 0.5
-            pbar = min(max(pbar, 0.01), 0.99)
-            loc = float(fam.link.linkfun(np.array([pbar]))[0])
+    # GLMs: priors live on the link scale, where 2.5 is already "large" (rstanarm)
+    scale = (_sd(design.y) or 1.0) if fam.is_gaussian_identity else 1.0
+    loc = fam.prior_location(design.y, design.weights, design.offset)
     sx = np.array([_sd(design.X[:, j]) for j in range(design.p)])
     return loc, scale, sx
 
@@ -161,14 +146,7 @@ def default_priors(design) -> Priors:
         sd[t.name] = cols
         if t.correlated and t.n_cols > 1:
             lkj[t.name] = 2.0
-    aux = {}
-    fam = design.family.name
-    if fam == "gaussian":
-        aux["sigma"] = Prior("Exponential", {"lam": 1.0 / sy}, "rate 1/sd(y)")
-    elif fam == "negativebinomial":
-        aux["alpha"] = Prior("Exponential", {"lam": 1.0}, "NB size (reciprocal dispersion), rstanarm's")
-    elif fam == "gamma":
-        aux["shape"] = Prior("Exponential", {"lam": 1.0}, "gamma shape, rstanarm's")
+    aux = {k: Prior(dist, args, note) for k, (dist, args, note) in design.family.aux_priors(sy).items()}
     return Priors(fixef=fixef, sd=sd, lkj_eta=lkj, aux=aux,
                   centered_intercept="Intercept" in design.fixef_names)
 

@@ -1,4 +1,7 @@
-"""NUTS for the compiled model: sampler choice, compilation, diagnostics -> PosteriorFit.
+"""NUTS for the compiled model: sampler choice, compilation, diagnostics -> PosteriorDraws.
+
+The engine returns the draws (ArviZ data with the pointwise log-likelihood) and the
+diagnostics' findings; ``results`` builds the ``PosteriorFit`` from them.
 
 Samplers:
 
@@ -32,9 +35,12 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayesmixed.bayes.build import build_pymc_model
+from bayesmixed.bayes.loglik import pointwise_loglik, simulate_response
 from bayesmixed.errors import (
     DesignError, DivergenceWarning, LowESSWarning, RhatWarning, SamplingError, TreeDepthWarning,
 )
@@ -262,15 +268,46 @@ def check_diagnostics(idata, var_names, *, chains: int, target_accept: float, ma
     return out
 
 
-def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-              random_seed: int | None = None, sampler: str = "auto", progressbar: bool = True,
-              target_accept: float = 0.8, centered: bool = False, backend: str = "auto", **kwargs):
-    """Fit ``model`` by NUTS (``method="nuts"``) or the REML-equivalent MAP (``method="map"``).
+def posterior_param_names(design, posterior) -> list[str]:
+    """Model parameters (not per-level effects) whose R-hat and ESS are checked."""
+    names = ["beta"]
+    for t in design.reterms:
+        names.append(f"sd_{t.name}")
+        if t.correlated and t.n_cols > 1:
+            names.append(f"corr_{t.name}")
+    return names + [a for a in ("sigma", "alpha", "shape") if a in posterior]
+
+
+@dataclass(eq=False)
+class PosteriorDraws:
+    """What NUTS returns: the draws and what the sampler and its checks found.
+
+    ``results`` builds a :class:`~bayesmixed.results.posterior.PosteriorFit` from it.
+    """
+
+    design: object
+    idata: object
+    priors: object = None
+    sampler: str = ""
+    timings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+    param_names: list = field(default_factory=list)
+
+    def simulate(self, mu: np.ndarray, rng, trials=None) -> np.ndarray:
+        """Posterior predictive draws of the response given (chain, draw, m) means."""
+        return simulate_response(self.design, self.idata["posterior"], mu, rng, trials=trials)
+
+
+def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
+                random_seed: int | None = None, sampler: str = "auto", progressbar: bool = True,
+                target_accept: float = 0.8, centered: bool = False, backend: str = "auto",
+                **kwargs) -> PosteriorDraws:
+    """Sample the posterior of ``model`` by NUTS (``Model.fit(method="nuts")`` makes the fit of it).
 
     Parameters
     ----------
     model : bayesmixed.Model
-    method : {"nuts", "map"}
     draws, tune, chains : int
         Draws kept per chain, tuning iterations per chain, number of chains.
     random_seed : int, optional
@@ -290,7 +327,7 @@ def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 100
 
     Returns
     -------
-    PosteriorFit
+    PosteriorDraws
 
     Examples
     --------
@@ -301,17 +338,8 @@ def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 100
     >>> abs(fit.fixef["Days"] - 10.47) < 1  # doctest: +SKIP
     True
     """
-    if method == "map":
-        from bayesmixed.bayes.map import fit_map
-
-        return fit_map(model, **kwargs)
-    if method != "nuts":
-        raise DesignError(f"fit_bayes handles method='nuts' or 'map', not {method!r}")
     if sampler not in SAMPLERS:
         raise DesignError(f"unknown sampler {sampler!r}; valid samplers are: {', '.join(SAMPLERS)}")
-    from bayesmixed.bayes.build import build_pymc_model
-    from bayesmixed.results.posterior import PosteriorFit
-
     design = model.design
     priors = model.priors
     pm_model = build_pymc_model(design, priors, centered=True) if centered else model.pymc_model
@@ -330,19 +358,18 @@ def fit_bayes(model, method: str = "nuts", *, draws: int = 1000, tune: int = 100
         trace = _sample_pymc(pm_model, nuts_sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
                              progressbar=progressbar, target_accept=target_accept, timings=timings, **kwargs)
     idata = assemble_idata(trace, design)
-    fit = PosteriorFit(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
-                       settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                     target_accept=target_accept, centered=centered))
-    fit.diagnostics = check_diagnostics(idata, fit.param_names, chains=chains, target_accept=target_accept,
-                                        maxdepth=int(kwargs.get("maxdepth", 10)))
-    return fit
+    names = posterior_param_names(design, idata["posterior"])
+    diagnostics = check_diagnostics(idata, names, chains=chains, target_accept=target_accept,
+                                    maxdepth=int(kwargs.get("maxdepth", 10)), stacklevel=4)   # the caller of fit()
+    return PosteriorDraws(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
+                          settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                        target_accept=target_accept, centered=centered),
+                          diagnostics=diagnostics, param_names=names)
 
 
 def assemble_idata(trace, design):
     """posterior + sample_stats from the sampler, plus observed_data and the pointwise log-likelihood."""
     import xarray as xr
-
-    from bayesmixed.bayes.loglik import pointwise_loglik
 
     post = trace["posterior"].to_dataset()
     stats = trace["sample_stats"].to_dataset()

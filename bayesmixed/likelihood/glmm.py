@@ -11,23 +11,30 @@ start that is already close.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import (
     ConvergenceWarning, DesignError, SeparationWarning, SingularFitWarning,
 )
+from bayesmixed.families import Family, get_family
 from bayesmixed.likelihood.agq import check_agq_design
+from bayesmixed.likelihood.lmm import is_singular, singular_message
+from bayesmixed.likelihood.numderiv import deriv12
 from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
 from bayesmixed.likelihood.pirls import LaplaceDeviance
 
-SINGULAR_TOL = 1e-4        # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3            # glmerControl(check.conv.grad = .makeCC("warning", tol = 2e-3))
+HESS_TOL = 1e-6            # glmerControl(check.conv.hess = .makeCC("warning", tol = 1e-6))
 
 
-def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None = None, start=None,
-             check_conv: bool = True, optimizer_options: dict | None = None, shape: float | None = None):
+def optimize_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None = None, start=None,
+                  check_conv: bool = True, optimizer_options: dict | None = None,
+                  shape: float | None = None) -> "GlmmOptimum":
     """Fit a GLMM by the Laplace approximation or adaptive Gauss-Hermite quadrature.
 
     Parameters
@@ -48,7 +55,8 @@ def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None =
 
     Returns
     -------
-    GlmmFit
+    GlmmOptimum
+        The optimum; ``results`` makes a :class:`~bayesmixed.results.glmm.GlmmFit` of it.
 
     Notes
     -----
@@ -60,13 +68,13 @@ def fit_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None =
     >>> import bayesmixed as bm
     >>> m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
     ...              bm.load_dataset("cbpp"), family="binomial")
-    >>> fit = fit_glmm(m.design)
-    >>> round(fit.deviance_criterion, 3)
-    184.053
+    >>> opt = optimize_glmm(m.design)
+    >>> round(opt.objective, 3), opt.method
+    (184.053, 'laplace')
     """
     method = method.lower()
     if method not in ("laplace", "agq"):
-        raise DesignError(f"fit_glmm fits method='laplace' or 'agq', not {method!r}")
+        raise DesignError(f"optimize_glmm fits method='laplace' or 'agq', not {method!r}")
     if method == "agq" and nAGQ is None:
         raise DesignError("method='agq' needs the number of quadrature points, e.g. fit(method='agq', nAGQ=9) "
                           "(glmer's nAGQ; 1 is the Laplace approximation)")
@@ -96,8 +104,6 @@ _CONTROLLER = None
 def single_blas_thread():
     """Context manager limiting BLAS to one thread (the library scan is done once, not per fit)."""
     global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1)
@@ -139,9 +145,8 @@ def _moment_shape(dev: LaplaceDeviance, mu: np.ndarray) -> float:
     return float(np.clip(k, 0.05, 1e4))
 
 
-def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
-    from bayesmixed.results.glmm import GlmmFit
-
+def _start_family(design: MixedDesign, shape: float | None) -> tuple[Family, bool]:
+    """The family to start from and whether its negative-binomial shape is estimated."""
     fam = design.family
     nb = fam.name == "negativebinomial"
     estimate_shape = nb and shape is None and fam.shape is None
@@ -154,6 +159,11 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
             st0 = pois.pirls(opt0.x)
             k0 = _moment_shape(pois, st0.mu)
         fam = fam.with_shape(k0)
+    return fam, estimate_shape
+
+
+def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
+    fam, estimate_shape = _start_family(design, shape)
     dev = LaplaceDeviance(design, family=fam)
     theta0, beta0 = _start_values(design, start)
     lower = design.lower
@@ -214,35 +224,44 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     opt = OptResult(x=pars, fun=float(f_opt), n_evals=n_eval1 + opt2.n_evals, status=opt2.status,
                     messages=list(opt1.messages) + list(opt2.messages))
 
-    # ---- checks and warnings
-    singular = bool(np.any(theta[lower == 0] < SINGULAR_TOL))
+    return _checked_optimum(design, dev, nAGQ=nAGQ, theta=theta, beta=beta, st=st, f_opt=float(f_opt), opt=opt,
+                            check_conv=check_conv, shape_estimated=estimate_shape)
+
+
+def _checked_optimum(design, dev, *, nAGQ, theta, beta, st, f_opt, opt, check_conv, shape_estimated):
+    """The optimum with lme4's checks run: singular fit, separation, convergence (warnings at the caller)."""
+    singular = is_singular(theta, design.lower)
     issued, msgs = [], list(opt.messages)
     if singular:
         issued.append("singular")
-        warnings.warn(
-            "boundary (singular) fit: a random-effects variance is estimated as (nearly) zero or a "
-            "correlation as ±1 (theta: " + ", ".join(f"{n}={v:.3g}" for n, v in zip(design.theta_names, theta))
-            + "); consider a simpler random-effects structure, e.g. (x || g) or dropping a term",
-            SingularFitWarning, stacklevel=4)
+        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=5)
     sep = _separation_message(dev, st, beta)
     if sep:
         issued.append("separation")
-        warnings.warn(sep, SeparationWarning, stacklevel=4)
+        warnings.warn(sep, SeparationWarning, stacklevel=5)
         msgs.append(sep)
-    fit = GlmmFit(design=design, family=dev.family, nAGQ=nAGQ, theta=theta, beta=beta, state=st,
-                  objective=float(f_opt), devfun=dev, opt=opt, is_singular=singular,
-                  warnings_issued=issued, conv_messages=msgs, shape_estimated=estimate_shape)
+    out = GlmmOptimum(design=design, family=dev.family, nAGQ=nAGQ, theta=theta, beta=beta, state=st,
+                      objective=f_opt, devfun=dev, opt=opt, sigma=_sigma(dev.family, design, st),
+                      is_singular=singular, warnings_issued=tuple(issued), conv_messages=tuple(msgs),
+                      shape_estimated=shape_estimated)
     if check_conv and not singular:
-        conv = fit._convergence_messages()
+        conv = out.convergence_messages()
         for m in conv:
-            warnings.warn(m, ConvergenceWarning, stacklevel=4)
-        fit.conv_messages = tuple(msgs + conv)
-    return fit
+            warnings.warn(m, ConvergenceWarning, stacklevel=5)
+        out.conv_messages = tuple(msgs + conv)
+    return out
+
+
+def _sigma(fam: Family, design: MixedDesign, st) -> float:
+    """Residual scale: 1 without one; else sqrt((Pearson chi^2 + |u|^2) / n), lme4's ``sigma()`` for glmer."""
+    if not fam.has_dispersion:
+        return 1.0
+    var = fam.variance(st.mu)
+    wrss = float(np.sum(design.weights * (design.y - st.mu) ** 2 / var))
+    return float(np.sqrt((wrss + st.sqrL) / design.n))
 
 
 def _poisson_like(fam):
-    from bayesmixed.families import get_family
-
     return get_family("poisson", fam.link.name)
 
 
@@ -260,3 +279,149 @@ def _separation_message(dev, st, beta) -> str | None:
                 "unreliable. Consider merging sparse categories, dropping the separating predictor, or "
                 "a penalized / Bayesian fit (method='nuts' with its weakly-informative priors)")
     return None
+
+
+@dataclass(eq=False)
+class GlmmOptimum:
+    """The optimum of a Laplace / AGQ fit: estimates, the PIRLS state there and the checks' findings.
+
+    What ``results`` builds a :class:`~bayesmixed.results.glmm.GlmmFit` from. The
+    methods evaluate what needs the deviance object (the factor, lme4's ``deriv12``
+    Hessian), so that results never reach into the engine.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...              bm.load_dataset("cbpp"), family="binomial")
+    >>> opt = optimize_glmm(m.design)
+    >>> opt.sigma, opt.vcov_beta().shape, [B.shape for B in opt.condvar_blocks()]
+    (1.0, (4, 4), [(15, 1, 1)])
+    """
+
+    design: MixedDesign
+    family: Family
+    nAGQ: int
+    theta: np.ndarray
+    beta: np.ndarray
+    state: object
+    objective: float
+    devfun: LaplaceDeviance
+    opt: OptResult
+    sigma: float
+    is_singular: bool = False
+    warnings_issued: tuple = ()
+    conv_messages: tuple = ()
+    shape_estimated: bool = False
+
+    @property
+    def method(self) -> str:
+        return "laplace" if self.nAGQ == 1 else "agq"
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.state.u
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.design.Lambda(self.theta) @ self.state.u
+
+    @property
+    def eta(self) -> np.ndarray:
+        return self.state.eta
+
+    @property
+    def mu(self) -> np.ndarray:
+        return self.state.mu
+
+    @property
+    def dev_resid(self) -> np.ndarray:
+        return self.state.dev_resid
+
+    @property
+    def weights(self) -> np.ndarray:
+        """PIRLS weights at the optimum."""
+        return self.state.weights
+
+    def covariances(self) -> list[np.ndarray]:
+        """Per-term covariance matrices of b (scaled by sigma^2 where the family has a scale)."""
+        d = self.design
+        return [t.covariance(self.theta[s], self.sigma) for t, s in zip(d.reterms, d.theta_slices)]
+
+    def _criterion(self, pars: np.ndarray) -> float:
+        dev = self.devfun
+        return dev(pars) if self.nAGQ == 1 else dev.agq(pars, self.nAGQ)
+
+    @cached_property
+    def derivs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Hessian of the criterion over (theta, beta) by lme4's ``deriv12``."""
+        dev = self.devfun
+        u_save = dev._u_start.copy()
+        try:
+            with single_blas_thread():
+                g, H = deriv12(self._criterion, np.concatenate([self.theta, self.beta]), f0=self.objective)
+        finally:
+            dev._u_start = u_save
+        return g, H
+
+    def vcov_rx(self) -> np.ndarray:
+        """Covariance of beta from the PIRLS factor: sigma^2 (RX'RX)^{-1} (``use.hessian=FALSE``)."""
+        dev, st = self.devfun, self.state
+        WX = st.weights[:, None] * dev.X
+        RZX = st.factor.solve_L(dev.Lambda_mul(self.theta, dev.Ztmul(WX), trans=True))
+        XtX = dev.X.T @ WX - RZX.T @ RZX
+        return np.linalg.inv(XtX) * self.sigma**2
+
+    def vcov_beta(self) -> np.ndarray:
+        """Covariance of beta: 2 H^{-1} restricted to beta (lme4's default), else :meth:`vcov_rx`."""
+        nth = self.design.n_theta
+        try:
+            _, H = self.derivs
+            V = 2 * np.linalg.inv(H)[nth:, nth:]
+            V = (V + V.T) / 2
+            if np.all(np.isfinite(V)) and np.all(np.linalg.eigvalsh(V) > 0):
+                return V
+        except np.linalg.LinAlgError:
+            pass
+        return self.vcov_rx()
+
+    def condvar_blocks(self) -> list[np.ndarray]:
+        """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
+        d = self.design
+        if d.q > 6000:
+            raise DesignError(f"conditional variances need a dense (q x q) inverse; q = {d.q} is too large")
+        Linv = self.state.factor.solve_L(np.eye(d.q))                       # (q, q)
+        A = self.devfun.Lambda_mul(self.theta, Linv.T)                       # Lambda L^{-T}
+        s2 = self.sigma**2 if self.family.has_dispersion else 1.0
+        out = []
+        for t, sl in zip(d.reterms, d.b_slices):
+            rows = A[sl].reshape(t.n_levels, t.n_cols, -1)
+            out.append(s2 * np.einsum("gak,gbk->gab", rows, rows))
+        return out
+
+    def convergence_messages(self) -> list[str]:
+        """lme4's checkConv on (theta, beta): scaled gradient and Hessian eigenvalues."""
+        msgs: list[str] = []
+        if self.theta.size + self.beta.size > 40:
+            return msgs
+        try:
+            g, H = self.derivs
+        except Exception:  # noqa: BLE001 - a failed check must not fail the fit
+            return msgs
+        try:
+            R = np.linalg.cholesky(H)
+            scaled = np.linalg.solve(R.T, np.linalg.solve(R, g))
+            mg = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
+            if mg > GRAD_TOL:
+                msgs.append(f"Model failed to converge with max|grad| = {mg:.3g} (tol = {GRAD_TOL}); "
+                            "try rescaling predictors, or start=fit's estimates to restart")
+        except np.linalg.LinAlgError:
+            pass
+        ev = np.linalg.eigvalsh(H)
+        if np.min(ev) < -HESS_TOL:
+            msgs.append("Model is nearly unidentifiable: the Hessian has a negative eigenvalue; "
+                        "simplify the random effects or rescale predictors")
+        elif np.max(ev) * HESS_TOL > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue of the Hessian; "
+                        "rescale variables (e.g. scale(x)) to make the estimates more reliable")
+        return msgs

@@ -1,15 +1,18 @@
-"""REML / ML fitting of linear mixed models (lme4's optimizeLmer + mkMerMod)."""
+"""REML / ML optimisation of linear mixed models (lme4's optimizeLmer; results/ is its mkMerMod)."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import ConvergenceWarning, DesignError, SingularFitWarning
-from bayesmixed.likelihood.optimize import minimize_bobyqa
-from bayesmixed.likelihood.pls import ProfiledDeviance
+from bayesmixed.likelihood.numderiv import deriv12, hessian, jacobian
+from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
+from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
 
 SINGULAR_TOL = 1e-4        # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3            # lme4's check.conv.grad tolerance
@@ -42,8 +45,6 @@ def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | 
     >>> check_convergence(ProfiledDeviance(fit.design, reml=True), fit.theta, fit.design.lower)
     []
     """
-    from bayesmixed.likelihood.numderiv import deriv12
-
     msgs: list[str] = []
     if theta.size > 12:
         return msgs
@@ -66,9 +67,101 @@ def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | 
     return msgs
 
 
-def fit_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: bool = True,
-            optimizer_options: dict | None = None):
-    """Fit a linear mixed model by REML or ML; returns a :class:`LikelihoodFit`.
+def singular_message(design: MixedDesign, theta: np.ndarray) -> str:
+    """The text of the singular-fit warning, naming theta's values."""
+    return ("boundary (singular) fit: a random-effects variance is estimated as (nearly) zero or a "
+            "correlation as ±1 (theta: " + ", ".join(f"{n}={v:.3g}" for n, v in zip(design.theta_names, theta))
+            + "); consider a simpler random-effects structure, e.g. (x || g) or dropping a term")
+
+
+@dataclass(eq=False)
+class LmmOptimum:
+    """The optimum of a REML / ML fit: estimates, the factor at the optimum and the checks' findings.
+
+    What ``results`` builds a :class:`~bayesmixed.results.likelihood.LikelihoodFit` from.
+    The methods evaluate what needs the deviance object (the factor, numerical
+    derivatives), so that results never reach into the engine.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> opt = optimize_lmm(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design)
+    >>> opt.method, round(opt.objective, 4), opt.vcov_beta().round(1).tolist()
+    ('reml', 319.6543, [[375.7]])
+    """
+
+    design: MixedDesign
+    reml: bool
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    sigma: float
+    objective: float
+    opt: OptResult
+    devfun: ProfiledDeviance
+    state: PLSState
+    is_singular: bool = False
+    warnings_issued: tuple = ()
+    conv_messages: tuple = ()
+    # GLMM-only quantities, absent here (the fit takes them from the predictions)
+    eta: np.ndarray | None = field(default=None, repr=False)
+    mu: np.ndarray | None = field(default=None, repr=False)
+    dev_resid: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def method(self) -> str:
+        return "reml" if self.reml else "ml"
+
+    @property
+    def family(self):
+        return self.design.family
+
+    @property
+    def b(self) -> np.ndarray:
+        """Random effects ``b = Lambda(theta) u``."""
+        return self.design.Lambda(self.theta) @ self.u
+
+    def covariances(self) -> list[np.ndarray]:
+        """Per-term covariance matrices of b on the variance scale."""
+        d = self.design
+        return [t.covariance(self.theta[s], self.sigma) for t, s in zip(d.reterms, d.theta_slices)]
+
+    def vcov_beta(self) -> np.ndarray:
+        """``sigma^2 (RX' RX)^-1``, lme4's ``vcov(fit)``."""
+        Rinv = np.linalg.inv(self.devfun.system.RX(self.state.factor))
+        return self.sigma**2 * (Rinv @ Rinv.T)
+
+    def condvar_blocks(self) -> list[np.ndarray]:
+        """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
+        d = self.design
+        rel = self.devfun.system.condcov_blocks(self.state.factor)   # blocks of (L L')^{-1}
+        out = []
+        for t, s, B in zip(d.reterms, d.theta_slices, rel):
+            T = t.lambda_block(self.theta[s])                          # b = Lambda u, per level
+            out.append(self.sigma**2 * (T @ B @ T.T))
+        return out
+
+    @cached_property
+    def satterthwaite_pieces(self) -> tuple[np.ndarray, np.ndarray]:
+        """Asymptotic covariance of (theta, sigma) and the Jacobian of vcov(beta) over them (lmerTest)."""
+        dev = self.devfun
+        varpar = np.concatenate([self.theta, [self.sigma]])
+        H = hessian(dev.deviance_varpar, varpar)
+        try:
+            A = 2 * np.linalg.inv(H)                     # asymptotic cov of (theta, sigma)
+        except np.linalg.LinAlgError:
+            A = 2 * np.linalg.pinv(H)
+
+        def vcov_at(vp):
+            Rinv = np.linalg.inv(dev.system.RX(dev.evaluate(vp[:-1]).factor))
+            return vp[-1] ** 2 * (Rinv @ Rinv.T)
+
+        return A, jacobian(vcov_at, varpar)              # (k, k), (k, p, p)
+
+
+def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: bool = True,
+                 optimizer_options: dict | None = None) -> LmmOptimum:
+    """Fit a linear mixed model by REML or ML; returns the optimum (``results`` makes the fit).
 
     Notes
     -----
@@ -79,13 +172,11 @@ def fit_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: b
     Examples
     --------
     >>> import bayesmixed as bm
-    >>> fit = fit_lmm(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
-    >>> round(fit.reml_criterion, 4), fit.theta.round(4).tolist(), round(fit.sigma, 2)
+    >>> opt = optimize_lmm(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design, reml=True)
+    >>> round(opt.objective, 4), opt.theta.round(4).tolist(), round(opt.sigma, 2)
     (319.6543, [0.8483], 49.51)
     """
-    from bayesmixed.results.likelihood import LikelihoodFit
-
-    if not (design.family.name == "gaussian" and design.family.link.name == "identity"):
+    if not design.family.is_gaussian_identity:
         raise DesignError("method='reml'/'ml' fits gaussian models with the identity link; "
                           "use method='laplace' for other families")
     if not design.reterms:
@@ -101,24 +192,17 @@ def fit_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_conv: b
     theta = opt.x
     state = dev.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
-    sigma = dev.sigma(state)
     singular = is_singular(theta, design.lower)
     msgs = list(opt.messages)
     issued = []
     if singular:
         issued.append("singular")
-        warnings.warn(
-            "boundary (singular) fit: a random-effects variance is estimated as (nearly) zero or a "
-            "correlation as ±1 (theta: " + ", ".join(
-                f"{n}={v:.3g}" for n, v in zip(design.theta_names, theta)) +
-            "); consider a simpler random-effects structure, e.g. (x || g) or dropping a term",
-            SingularFitWarning, stacklevel=3,
-        )
+        warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=3)
     elif check_conv:
         conv = check_convergence(dev, theta, design.lower, f0=state.deviance)
         for m in conv:
             warnings.warn(m, ConvergenceWarning, stacklevel=3)
         msgs += conv
-    return LikelihoodFit(design=design, method="reml" if reml else "ml", theta=theta, beta=beta, u=u,
-                         sigma=sigma, objective=state.deviance, devfun=dev, opt=opt, state=state,
-                         warnings_issued=issued, is_singular=singular, conv_messages=msgs)
+    return LmmOptimum(design=design, reml=reml, theta=theta, beta=beta, u=u, sigma=dev.sigma(state),
+                      objective=state.deviance, opt=opt, devfun=dev, state=state, is_singular=singular,
+                      warnings_issued=tuple(issued), conv_messages=tuple(msgs))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bayesmixed.formula.parse import format_formula
+
 
 def _fmt(x, digits=4):
     if x is None or (isinstance(x, float) and np.isnan(x)):
@@ -132,7 +134,5 @@ def formula_label(parsed) -> str:
     'x ~ y + (1 | w) + (1 | w:v)'
     """
     if parsed.bars and "|" not in parsed.formula:
-        from bayesmixed.formula.parse import format_formula
-
         return format_formula(parsed)
     return parsed.formula

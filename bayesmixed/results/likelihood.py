@@ -1,4 +1,4 @@
-"""Results of REML / ML fits (lme4's merMod for lmer)."""
+"""Results of REML / ML fits (lme4's merMod for lmer), built from the engine's optimum."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesmixed.results.base import MixedFit, varcorr_frame
-from bayesmixed.results.display import Summary, random_effects_text, signif_stars, formula_label
+from bayesmixed.results.base import MixedFit
+from bayesmixed.results.display import Summary, signif_stars
+from bayesmixed.results.idata import normal_approximation_idata
 
 
 class LikelihoodFit(MixedFit):
@@ -17,6 +18,12 @@ class LikelihoodFit(MixedFit):
 
     Attributes mirror lme4's accessors: ``fixef``, ``fixef_se``, ``vcov``, ``ranef``
     (conditional modes), ``coef``, ``varcorr``, ``sigma``, ``loglik``, ``aic``...
+
+    Parameters
+    ----------
+    optimum : LmmOptimum
+        What the engine returned (``bayesmixed.likelihood.lmm.optimize_lmm``); ``Model.fit``
+        builds the fit from it.
 
     Attributes
     ----------
@@ -53,21 +60,23 @@ class LikelihoodFit(MixedFit):
     (25.59, [0.967, 0.015, 0.231])
     """
 
-    def __init__(self, *, design, method, theta, beta, u, sigma, objective, devfun, opt, state,
-                 warnings_issued=(), is_singular=False, conv_messages=()):
-        self.design = design
-        self.method = method
-        self.theta = np.asarray(theta)
-        self._beta = np.asarray(beta)
-        self.u = np.asarray(u)
-        self.sigma = float(sigma)
-        self.objective = float(objective)
-        self._devfun = devfun
-        self.opt = opt
-        self._state = state
-        self.warnings_issued = tuple(warnings_issued)
-        self.is_singular = bool(is_singular)
-        self.conv_messages = tuple(conv_messages)
+    is_posterior = False     # a point estimate (plots and comparisons ask this, not method)
+
+    def __init__(self, optimum):
+        o = optimum
+        self._optimum = o
+        self.design = o.design
+        self.method = o.method
+        self.theta = np.asarray(o.theta, dtype=float)
+        self._beta = np.asarray(o.beta, dtype=float)
+        self.u = np.asarray(o.u)
+        self.sigma = float(o.sigma)
+        self.objective = float(o.objective)
+        self.opt = o.opt
+        self.warnings_issued = tuple(o.warnings_issued)
+        self.is_singular = bool(o.is_singular)
+        self.conv_messages = tuple(o.conv_messages)
+        self._covs = o.covariances()
 
     # ---- lme4 accessors ------------------------------------------------------------
     @property
@@ -94,10 +103,16 @@ class LikelihoodFit(MixedFit):
         >>> fit.b.shape, fit.b[:2].round(2).tolist()
         ((36,), [2.26, 9.2])
         """
-        return self.design.Lambda(self.theta) @ self.u
+        return self._optimum.b
 
     def _b_vector(self) -> np.ndarray:
         return self.b
+
+    def _eta_mu_devres(self):
+        o = self._optimum
+        if o.mu is None:                      # linear mixed models: from the predictions
+            return super()._eta_mu_devres()
+        return o.eta, o.mu, o.dev_resid
 
     @cached_property
     def fixef(self) -> pd.Series:
@@ -110,7 +125,7 @@ class LikelihoodFit(MixedFit):
         >>> fit.fixef.round(3).to_dict()
         {'Intercept': 251.405, 'Days': 10.467}
         """
-        return pd.Series(self._beta, index=list(self.design.fixef_names), name="estimate")
+        return self._fixef_series()
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -125,11 +140,10 @@ class LikelihoodFit(MixedFit):
         Intercept      46.57 -1.45
         Days           -1.45  2.39
         """
-        RX = self._devfun.system.RX(self._state.factor)
-        Rinv = np.linalg.inv(RX)
-        V = self.sigma**2 * (Rinv @ Rinv.T)
-        names = list(self.design.fixef_names)
-        return pd.DataFrame(V, index=names, columns=names)
+        return self._vcov_frame()
+
+    def _vcov_beta(self) -> np.ndarray:
+        return self._optimum.vcov_beta()
 
     @property
     def fixef_se(self) -> pd.Series:
@@ -142,7 +156,7 @@ class LikelihoodFit(MixedFit):
         >>> fit.fixef_se.round(3).to_dict()
         {'Intercept': 6.825, 'Days': 1.546}
         """
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="std_error")
+        return self._fixef_se_series()
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
@@ -159,20 +173,12 @@ class LikelihoodFit(MixedFit):
         2   Subject  Intercept  Days    9.6   0.07
         3  Residual        NaN   NaN  654.9  25.59
         """
-        covs = [t.covariance(self.theta[s], self.sigma)
-                for t, s in zip(self.design.reterms, self.design.theta_slices)]
-        return varcorr_frame(self.design, covs, self.sigma)
+        return self._varcorr()
 
     @cached_property
     def _condvar_blocks(self) -> list[np.ndarray]:
         """Per term (n_levels, k, k) conditional covariances of b (lme4's condVar)."""
-        d = self.design
-        rel = self._devfun.system.condcov_blocks(self._state.factor)   # blocks of (L L')^{-1}
-        out = []
-        for t, s, B in zip(d.reterms, d.theta_slices, rel):
-            T = t.lambda_block(self.theta[s])                           # b = Lambda u, per level
-            out.append(self.sigma**2 * (T @ B @ T.T))
-        return out
+        return self._optimum.condvar_blocks()
 
     @property
     def ranef_condsd(self) -> dict[str, pd.DataFrame]:
@@ -241,27 +247,6 @@ class LikelihoodFit(MixedFit):
         return self.nobs - self.n_params
 
     # ---- Satterthwaite (lmerTest) ------------------------------------------------------
-    @cached_property
-    def _satterthwaite_pieces(self):
-        from bayesmixed.likelihood.numderiv import hessian, jacobian
-
-        dev = self._devfun
-        varpar = np.concatenate([self.theta, [self.sigma]])
-        H = hessian(dev.deviance_varpar, varpar)
-        try:
-            A = 2 * np.linalg.inv(H)                     # asymptotic cov of (theta, sigma)
-        except np.linalg.LinAlgError:
-            A = 2 * np.linalg.pinv(H)
-
-        def vcov_at(vp):
-            st = dev.evaluate(vp[:-1])
-            RX = dev.system.RX(st.factor)
-            Rinv = np.linalg.inv(RX)
-            return vp[-1] ** 2 * (Rinv @ Rinv.T)
-
-        J = jacobian(vcov_at, varpar)                    # (k, p, p)
-        return A, J
-
     def satterthwaite_df(self, L: np.ndarray) -> float:
         """Satterthwaite denominator df for the contrast ``L`` (lmerTest's contest1D).
 
@@ -272,7 +257,7 @@ class LikelihoodFit(MixedFit):
         >>> round(fit.satterthwaite_df([0.0, 1.0]), 2)
         17.0
         """
-        A, J = self._satterthwaite_pieces
+        A, J = self._optimum.satterthwaite_pieces
         L = np.asarray(L, dtype=float)
         V = self.vcov.to_numpy()
         var = L @ V @ L
@@ -333,16 +318,27 @@ class LikelihoodFit(MixedFit):
         d = self.design
         var_f = float(np.var(d.X @ self._beta, ddof=1))
         var_r = 0.0
-        for t, s in zip(d.reterms, d.theta_slices):
-            C = t.covariance(self.theta[s], self.sigma)
+        for t, C in zip(d.reterms, self.covariances()):
             var_r += float(np.mean(np.einsum("ij,jk,ik->i", t.Xi, C, t.Xi)))
-        var_e = self.sigma**2
+        var_e = self._r2_residual_variance(var_r)
         tot = var_f + var_r + var_e
         return {"marginal": var_f / tot, "conditional": (var_f + var_r) / tot}
+
+    def _r2_residual_variance(self, var_r: float) -> float:
+        return self.sigma**2
+
+    def _fixed_tests(self, ddf: str = "satterthwaite", **kwargs):
+        if self.design.family.is_gaussian_identity and ddf == "satterthwaite":
+            sat = self.satterthwaite
+            return sat["t_value"], sat["df"], sat["p_value"]
+        return super()._fixed_tests()
 
     def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
              ddf: str = "satterthwaite") -> pd.DataFrame:
         """broom.mixed-style table: fixed effects with Satterthwaite df and p, then variance parameters.
+
+        Columns ``effect, group, term, estimate, std_error, statistic, df, p_value``, and
+        ``conf_low, conf_high`` with ``conf_int=True`` (the contract of every fit's ``tidy``).
 
         Examples
         --------
@@ -353,39 +349,10 @@ class LikelihoodFit(MixedFit):
         0  Intercept    251.41  17.0    237.01     265.80
         1       Days     10.47  17.0      7.21      13.73
         """
-        rows = []
-        if "fixed" in effects:
-            if self.design.family.is_gaussian_identity and ddf == "satterthwaite":
-                sat = self.satterthwaite
-                df, stat, pv = sat["df"], sat["t_value"], sat["p_value"]
-            else:
-                stat = self.fixef / self.fixef_se
-                df = pd.Series(np.nan, index=stat.index)
-                pv = pd.Series(2 * stats.norm.sf(np.abs(stat)), index=stat.index)
-            for name in self.fixef.index:
-                rows.append({"effect": "fixed", "group": None, "term": name, "estimate": self.fixef[name],
-                             "std_error": self.fixef_se[name], "statistic": stat[name], "df": df[name],
-                             "p_value": pv[name]})
-        if "ran_pars" in effects:
-            for _, r in self.varcorr.iterrows():
-                if r["grp"] == "Residual":
-                    term, grp = "sd__Observation", "Residual"
-                elif pd.isna(r["var2"]):
-                    term, grp = f"sd__{r['var1']}", r["grp"]
-                else:
-                    term, grp = f"cor__{r['var1']}.{r['var2']}", r["grp"]
-                rows.append({"effect": "ran_pars", "group": grp, "term": term, "estimate": r["sdcor"],
-                             "std_error": np.nan, "statistic": np.nan, "df": np.nan, "p_value": np.nan})
-        out = pd.DataFrame(rows, columns=["effect", "group", "term", "estimate", "std_error", "statistic",
-                                          "df", "p_value"])
-        if conf_int:
-            crit = np.where(out["df"].notna(), stats.t.ppf(0.5 + conf_level / 2, out["df"].fillna(1)),
-                            stats.norm.ppf(0.5 + conf_level / 2))
-            out["conf_low"] = out["estimate"] - crit * out["std_error"]
-            out["conf_high"] = out["estimate"] + crit * out["std_error"]
-        return out
+        return self._tidy(conf_int, conf_level, effects, ddf=ddf)
 
-    def summary(self) -> Summary:
+    # ---- summary ----------------------------------------------------------------------
+    def summary(self, *, conf_level: float = 0.95) -> Summary:
         """lme4's ``summary(fit)`` with lmerTest's Satterthwaite t tests: print it, or show it in a notebook.
 
         Examples
@@ -398,40 +365,26 @@ class LikelihoodFit(MixedFit):
         REML criterion at convergence: 1743.6283
         ...
         """
-        d = self.design
-        title = ("Linear mixed model fit by REML" if self.reml else "Linear mixed model fit by maximum likelihood")
-        if d.family.is_gaussian_identity and self.design.p:
-            title += " ['lmerMod'; t-tests use Satterthwaite's method]"
-        header = [f"Formula: {formula_label(d.parsed)}"]
-        if self.reml:
-            header.append(f"REML criterion at convergence: {self.objective:.4f}")
-        else:
-            header.append(f"     AIC      BIC   logLik deviance df.resid")
-            header.append(f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} "
-                          f"{self.df_resid:8d}")
-        res = self.residuals().to_numpy() / self.sigma
-        if d.has_user_weights:
-            res = res * np.sqrt(d.weights)
-        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
-        scaled = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
-        tables, blocks, footer = self._summary_tables(scaled)
-        return Summary(title=title, header=header, tables=tables, footer=footer, text_blocks=blocks)
+        return super().summary(conf_level=conf_level)
 
-    def _summary_tables(self, scaled: pd.DataFrame):
-        """Tables, text blocks and footer notes of ``summary()``, shared by LMM and GLMM fits."""
+    def _summary_title(self) -> str:
+        title = "Linear mixed model fit by REML" if self.reml else "Linear mixed model fit by maximum likelihood"
+        if self.design.family.is_gaussian_identity and self.design.p:
+            title += " ['lmerMod'; t-tests use Satterthwaite's method]"
+        return title
+
+    def _criteria_lines(self) -> list[str]:
+        return ["     AIC      BIC   logLik deviance df.resid",
+                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} {self.df_resid:8d}"]
+
+    def _summary_header(self) -> list[str]:
+        header = super()._summary_header()
+        if self.reml:
+            return header + [f"REML criterion at convergence: {self.objective:.4f}"]
+        return header + self._criteria_lines()
+
+    def _summary_footer(self, conf_level: float) -> list[str]:
         d = self.design
-        vc = self.varcorr
-        ng = "; ".join(f"{g}, {n}" for g, n in d.ngroups.items())   # lme4: "plate, 24; sample, 6"
-        fixed = self._fixed_table()
-        tables = {"Scaled residuals": scaled, "Random effects": vc, "Fixed effects": fixed}
-        blocks = {"Random effects": random_effects_text(vc) +
-                  f"\nNumber of obs: {d.n}, groups:  {ng}"}
-        if d.p > 1:
-            V = self.vcov.to_numpy()
-            s = np.sqrt(np.diag(V))
-            corr = pd.DataFrame(V / np.outer(s, s), index=self.fixef.index, columns=self.fixef.index)
-            tables["Correlation of Fixed Effects"] = corr
-            blocks["Correlation of Fixed Effects"] = corr.round(3).to_string()
         footer = []
         if d.dropped_columns:
             footer.append(f"fixed-effect model matrix is rank deficient so dropping "
@@ -440,9 +393,9 @@ class LikelihoodFit(MixedFit):
             footer.append("boundary (singular) fit: a variance is (nearly) zero or a correlation is ±1; "
                           "consider simplifying the random-effects structure")
         footer.extend(self.conv_messages)
-        return tables, blocks, footer
+        return footer
 
-    def _fixed_table(self) -> pd.DataFrame:
+    def _fixed_table(self, conf_level: float = 0.95) -> pd.DataFrame:
         if self.design.family.is_gaussian_identity:
             try:
                 sat = self.satterthwaite
@@ -466,6 +419,4 @@ class LikelihoodFit(MixedFit):
         >>> fit.idata.posterior["b_Subject"].shape
         (1, 1000, 18, 2)
         """
-        from bayesmixed.results.idata import normal_approximation_idata
-
         return normal_approximation_idata(self)

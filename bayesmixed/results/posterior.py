@@ -1,4 +1,8 @@
-"""Results of NUTS fits: posterior summaries behind the same face as the likelihood fits."""
+"""Results of NUTS fits: posterior summaries behind the same face as the likelihood fits.
+
+Built from what the Bayesian engine returns (the draws as ArviZ data, with the
+pointwise log-likelihood and the sampler's diagnostics); nothing here samples.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pandas as pd
 
 from bayesmixed.errors import DesignError
 from bayesmixed.results.base import MixedFit
-from bayesmixed.results.display import Summary, random_effects_text, formula_label
+from bayesmixed.results.predict import check_type, eta_draws
 
 
 def _interval(x: np.ndarray, prob: float, kind: str) -> tuple[float, float]:
@@ -42,21 +46,32 @@ class PosteriorFit(MixedFit):
     """A posterior from ``method="nuts"``: point summaries are posterior means.
 
     ``fixef``/``fixef_se``/``vcov`` are the posterior mean, sd and covariance of
-    beta; ``ranef``/``coef`` posterior means per level; ``varcorr`` posterior
-    means of the standard deviations (``sdcor``) and variances (``vcov``), and of
-    the correlations. ``idata`` holds every draw.
+    beta; ``ranef``/``coef`` posterior means per level; ``covariances()`` the
+    posterior mean covariance of each term; ``varcorr`` posterior means of the
+    variances and covariances (``vcov``) and of the standard deviations and
+    correlations (``sdcor``). ``idata`` holds every draw.
+
+    Parameters
+    ----------
+    draws : PosteriorDraws
+        What the Bayesian engine returns: ``design``, ``idata``, ``priors``, ``sampler``,
+        ``timings``, ``settings``, ``diagnostics``, ``param_names`` and ``simulate``.
     """
 
     method = "nuts"
+    is_posterior = True      # draws behind every summary (plots and comparisons ask this, not method)
 
-    def __init__(self, *, design, idata, priors=None, sampler: str = "", timings=None, settings=None):
-        self.design = design
-        self.idata = idata
-        self.priors = priors
-        self.sampler = sampler
-        self.timings = dict(timings or {})
-        self.settings = dict(settings or {})
-        self.diagnostics: dict = {}
+    def __init__(self, draws):
+        self._engine = draws
+        self.design = draws.design
+        self.idata = draws.idata
+        self.priors = draws.priors
+        self.sampler = draws.sampler
+        self.timings = dict(draws.timings or {})
+        self.settings = dict(draws.settings or {})
+        self.diagnostics: dict = dict(draws.diagnostics or {})
+        self.sigma = float(self._draws("sigma").mean()) if "sigma" in self.posterior else None
+        self._covs = [self._mean_covariance(t) for t in self.design.reterms]
 
     # ---- draws ------------------------------------------------------------------------
     @property
@@ -69,18 +84,24 @@ class PosteriorFit(MixedFit):
     @property
     def param_names(self) -> list[str]:
         """Model parameters (not per-level effects) used for diagnostics."""
-        names = ["beta"]
-        for t in self.design.reterms:
-            names.append(f"sd_{t.name}")
-            if t.correlated and t.n_cols > 1:
-                names.append(f"corr_{t.name}")
-        names += [a for a in ("sigma", "alpha", "shape") if a in self.posterior]
-        return names
+        return list(self._engine.param_names)
 
     @property
     def n_draws(self) -> int:
         p = self.posterior
         return int(p.sizes["chain"] * p.sizes["draw"])
+
+    def _sd_corr(self, t) -> tuple[np.ndarray, np.ndarray | None]:
+        """(chain, draw, k) sds and (chain, draw, k, k) correlations (None if uncorrelated) of term ``t``."""
+        sd = self._draws(f"sd_{t.name}")
+        corr = self._draws(f"corr_{t.name}") if t.correlated and t.n_cols > 1 else None
+        return sd, corr
+
+    def _mean_covariance(self, t) -> np.ndarray:
+        sd, corr = self._sd_corr(t)
+        if corr is None:
+            return np.diag((sd**2).mean(axis=(0, 1)))
+        return (sd[..., :, None] * sd[..., None, :] * corr).mean(axis=(0, 1))
 
     # ---- fit face ---------------------------------------------------------------------
     @cached_property
@@ -99,6 +120,13 @@ class PosteriorFit(MixedFit):
         names = list(self.design.fixef_names)
         return pd.DataFrame(np.atleast_2d(np.cov(b, rowvar=False)), index=names, columns=names)
 
+    def _beta_draws(self) -> np.ndarray:
+        return self._draws("beta").reshape(-1, self.design.p)
+
+    def _b_draws(self) -> np.ndarray:
+        parts = [self._draws(f"b_{t.name}").reshape(self.n_draws, -1) for t in self.design.reterms]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((self.n_draws, 0))
+
     def _b_vector(self) -> np.ndarray:
         parts = [self._draws(f"b_{t.name}").mean(axis=(0, 1)).ravel() for t in self.design.reterms]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -109,10 +137,6 @@ class PosteriorFit(MixedFit):
         parts = [self._draws(f"b_{t.name}").std(axis=(0, 1), ddof=1).ravel() for t in self.design.reterms]
         return self._ranef_from_b(np.concatenate(parts))
 
-    @property
-    def sigma(self) -> float | None:
-        return float(self._draws("sigma").mean()) if "sigma" in self.posterior else None
-
     def _scalar_params(self) -> list[tuple[str, str | None, str, np.ndarray]]:
         """(effect, group, term, (chain, draw) draws) for every model parameter, tidy's rows."""
         rows = []
@@ -120,11 +144,10 @@ class PosteriorFit(MixedFit):
         for j, name in enumerate(self.design.fixef_names):
             rows.append(("fixed", None, name, beta[:, :, j]))
         for t in self.design.reterms:
-            sd = self._draws(f"sd_{t.name}")
+            sd, corr = self._sd_corr(t)
             for i, c in enumerate(t.cnames):
                 rows.append(("ran_pars", t.name, f"sd__{c}", sd[:, :, i]))
-            if t.correlated and t.n_cols > 1:
-                corr = self._draws(f"corr_{t.name}")
+            if corr is not None:
                 for i in range(t.n_cols):
                     for j in range(i + 1, t.n_cols):
                         rows.append(("ran_pars", t.name, f"cor__{t.cnames[i]}.{t.cnames[j]}", corr[:, :, i, j]))
@@ -135,73 +158,92 @@ class PosteriorFit(MixedFit):
                 rows.append(("aux", None, aux, self._draws(aux)))
         return rows
 
-    @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """R's ``as.data.frame(VarCorr())`` layout with posterior means (sdcor: of sd and corr)."""
-        rows = []
-        for t in self.design.reterms:
-            sd = self._draws(f"sd_{t.name}")                          # (c, d, k)
-            for i, c in enumerate(t.cnames):
-                rows.append({"grp": t.name, "var1": c, "var2": None, "vcov": float((sd[..., i] ** 2).mean()),
-                             "sdcor": float(sd[..., i].mean())})
-            if t.correlated and t.n_cols > 1:
-                corr = self._draws(f"corr_{t.name}")
-                for i in range(t.n_cols):
-                    for j in range(i + 1, t.n_cols):
-                        cov = sd[..., i] * sd[..., j] * corr[..., i, j]
-                        rows.append({"grp": t.name, "var1": t.cnames[i], "var2": t.cnames[j],
-                                     "vcov": float(cov.mean()), "sdcor": float(corr[..., i, j].mean())})
-        if "sigma" in self.posterior:
-            s = self._draws("sigma")
-            rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": float((s**2).mean()),
-                         "sdcor": float(s.mean())})
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+    def _varcorr_sdcor(self) -> np.ndarray:
+        """Posterior means of the sds, correlations and sigma, in ``varcorr``'s row order."""
+        return np.array([float(x.mean()) for e, *_, x in self._scalar_params() if e == "ran_pars"])
 
-    def tidy(self, *, conf_int: bool = True, conf_level: float = 0.95, conf_method: str = "hdi",
+    def _residual_vcov(self) -> float | None:
+        return float((self._draws("sigma") ** 2).mean()) if "sigma" in self.posterior else None
+
+    # ---- tables -----------------------------------------------------------------------
+    def _tidy_frame(self, effects, **kwargs) -> pd.DataFrame:
+        rows = [(e, g, t, float(x.mean()), float(x.std(ddof=1)), np.nan, np.nan, np.nan)
+                for e, g, t, x in self._scalar_params() if e in effects]
+        return pd.DataFrame(rows, columns=["effect", "group", "term", "estimate", "std_error", "statistic",
+                                           "df", "p_value"])
+
+    def _tidy_intervals(self, out, conf_level: float, conf_method: str = "hdi", **kwargs):
+        draws = {(e, t, g or ""): x for e, g, t, x in self._scalar_params()}
+        iv = [_interval(draws[(r.effect, r.term, r.group if isinstance(r.group, str) else "")], conf_level,
+                        conf_method) for r in out.itertuples()]
+        return np.array([a for a, _ in iv]), np.array([b for _, b in iv])
+
+    def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, conf_method: str = "hdi",
              effects=("fixed", "ran_pars", "aux")) -> pd.DataFrame:
-        """broom.mixed-style table of posterior summaries.
+        """broom.mixed-style table of posterior summaries, the columns of every fit's ``tidy``.
 
-        Columns ``effect, group, term, estimate`` (posterior mean), ``std_error``
-        (posterior sd), ``conf_low, conf_high`` (HDI, or equal-tailed with
-        ``conf_method="eti"``), ``rhat``, ``ess_bulk``.
+        ``estimate`` is the posterior mean, ``std_error`` the posterior sd; ``statistic``,
+        ``df`` and ``p_value`` are NaN. With ``conf_int=True``, ``conf_low, conf_high``
+        are the highest-density interval of the draws (equal-tailed with
+        ``conf_method="eti"``). R-hat and ESS are in :meth:`mcmc_diagnostics`.
         """
-        out = []
-        for effect, group, term, x in self._scalar_params():
-            if effect not in effects:
-                continue
-            ess, rhat = _ess_rhat(x)
-            row = {"effect": effect, "group": group, "term": term, "estimate": float(x.mean()),
-                   "std_error": float(x.std(ddof=1))}
-            if conf_int:
-                row["conf_low"], row["conf_high"] = _interval(x, conf_level, conf_method)
-            row.update(rhat=rhat, ess_bulk=ess)
-            out.append(row)
-        return pd.DataFrame(out)
+        return self._tidy(conf_int, conf_level, effects, conf_method=conf_method)
 
-    def summary(self, *, conf_level: float = 0.95) -> Summary:
-        d = self.design
-        fam = d.family
-        kind = "linear" if fam.is_gaussian_identity else "generalized linear"
-        title = f"Bayesian {kind} mixed model fit by NUTS ({self.sampler})"
-        p = self.posterior
-        header = [f"Formula: {formula_label(d.parsed)}",
-                  f" Family: {fam.name} ({fam.link.name})",
-                  f"  Draws: {p.sizes['chain']} chains x {p.sizes['draw']} draws (after "
-                  f"{self.settings.get('tune', '?')} tuning), divergences: {self.diagnostics.get('divergences', 0)}"]
-        tab = self.tidy(conf_level=conf_level)
+    def mcmc_diagnostics(self, effects=("fixed", "ran_pars", "aux")) -> pd.DataFrame:
+        """Rank R-hat and bulk ESS of each parameter, in the rows of :meth:`tidy`."""
+        rows = []
+        for e, g, t, x in self._scalar_params():
+            if e in effects:
+                ess, rhat = _ess_rhat(x)
+                rows.append({"effect": e, "group": g, "term": t, "rhat": rhat, "ess_bulk": ess})
+        return pd.DataFrame(rows, columns=["effect", "group", "term", "rhat", "ess_bulk"])
+
+    def _summary_table(self, conf_level: float) -> pd.DataFrame:
+        cache = self.__dict__.setdefault("_summary_cache", {})
+        if conf_level not in cache:
+            cache[conf_level] = self._make_summary_table(conf_level)
+        return cache[conf_level]
+
+    def _make_summary_table(self, conf_level: float) -> pd.DataFrame:
+        tab = self.tidy(conf_int=True, conf_level=conf_level)
+        diag = self.mcmc_diagnostics()
+        tab["rhat"], tab["ess_bulk"] = diag["rhat"].to_numpy(), diag["ess_bulk"].to_numpy()
         lo, hi = f"{100 * (1 - conf_level) / 2:g}%", f"{100 * (1 + conf_level) / 2:g}%"
         cols = {"estimate": "Mean", "std_error": "SD", "conf_low": f"HDI {lo}", "conf_high": f"HDI {hi}",
                 "rhat": "R-hat", "ess_bulk": "ESS bulk"}
-        fixed = tab[tab["effect"] == "fixed"].set_index("term")[list(cols)].rename(columns=cols)
+        return tab.rename(columns=cols)[["effect", "group", "term", *cols.values()]]
+
+    def _summary_title(self) -> str:
+        kind = "linear" if self.design.family.is_gaussian_identity else "generalized linear"
+        return f"Bayesian {kind} mixed model fit by NUTS ({self.sampler})"
+
+    def _summary_header(self) -> list[str]:
+        fam, p = self.design.family, self.posterior
+        return super()._summary_header() + [
+            f" Family: {fam.name} ({fam.link.name})",
+            f"  Draws: {p.sizes['chain']} chains x {p.sizes['draw']} draws (after "
+            f"{self.settings.get('tune', '?')} tuning), divergences: {self.diagnostics.get('divergences', 0)}"]
+
+    def _scaled_residuals(self):
+        return None
+
+    def _random_effects_table(self, conf_level: float):
+        tab = self._summary_table(conf_level)
+        ranp = tab[tab["effect"] != "fixed"].drop(columns="effect").set_index(["group", "term"])
+        return ranp, "\n(posterior means)\n\n" + ranp.to_string(float_format=lambda v: f"{v:.4g}")
+
+    def _fixed_table(self, conf_level: float = 0.95) -> pd.DataFrame:
+        tab = self._summary_table(conf_level)
+        fixed = tab[tab["effect"] == "fixed"].drop(columns=["effect", "group"]).set_index("term")
         fixed.index.name = None
-        ranp = tab[tab["effect"] != "fixed"].set_index(["group", "term"])[list(cols)].rename(columns=cols)
-        ng = ", ".join(f"{g}, {n}" for g, n in d.ngroups.items())
-        tables = {"Random effects": ranp, "Fixed effects": fixed}
-        blocks = {"Random effects": random_effects_text(self.varcorr) + f"\nNumber of obs: {d.n}, groups:  {ng}"
-                  + "\n(posterior means)\n\n" + ranp.to_string(float_format=lambda v: f"{v:.4g}")}
-        footer = [f"Posterior means and sds; {int(100 * conf_level)}% highest-density intervals; "
-                  "R-hat and bulk ESS from ArviZ."]
-        return Summary(title=title, header=header, tables=tables, footer=footer, text_blocks=blocks)
+        return fixed
+
+    def _fixef_correlation(self):
+        return None
+
+    def _summary_footer(self, conf_level: float) -> list[str]:
+        return [f"Posterior means and sds; {int(100 * conf_level)}% highest-density intervals; "
+                "R-hat and bulk ESS from ArviZ."]
 
     # ---- LOO --------------------------------------------------------------------------
     def loo(self, **kwargs):
@@ -232,50 +274,29 @@ class PosteriorFit(MixedFit):
         """
         import xarray as xr
 
-        from bayesmixed.bayes.loglik import eta_draws, simulate_response
-        from bayesmixed.design.newdata import new_matrices
-
         if kind not in ("mean", "draws", "predictive"):
             raise DesignError(f"kind must be 'mean', 'draws' or 'predictive', got {kind!r}")
-        if type not in ("link", "response"):
-            raise DesignError(f"type must be 'link' or 'response', got {type!r}")
+        check_type(type)
         if new_levels not in ("population", "zero"):
             raise DesignError(f"new_levels must be 'population' or 'zero', got {new_levels!r}")
         d = self.design
         rng = np.random.default_rng(random_seed)
         post = self.posterior
-        if newdata is None:
-            X, off, index = d.X, d.offset, d.index
-            codes = [t.codes for t in d.reterms] if include_random else []
-            Xis = [t.Xi for t in d.reterms] if include_random else []
-        else:
-            nd = new_matrices(d, newdata, include_random=include_random, allow_new_levels=allow_new_levels)
-            X, off, index, codes, Xis = nd.X, nd.offset, nd.index, nd.codes, nd.Xis
-            term_labels = nd.labels
-        beta = np.asarray(post["beta"])
-        eta = np.einsum("cdp,np->cdn", beta, X) + off
-        if include_random:
-            for i, (t, c, Xi) in enumerate(zip(d.reterms, codes, Xis)):
-                b = np.asarray(post[f"b_{t.name}"])                                # (C, D, L, k)
-                new = c < 0
-                if new.any():
-                    extra = np.zeros((*b.shape[:2], 1, t.n_cols))
-                    if new_levels == "population":
-                        # one fresh level per distinct new label and posterior draw
-                        # per-row labels from new_matrices: safe with duplicated index labels
-                        labels = np.asarray(term_labels[i], dtype=object)[new].astype(str)
-                        uniq, inv = np.unique(labels, return_inverse=True)
-                        extra = self._population_draws(t, len(uniq), rng)          # (C, D, U, k)
-                        c = c.copy()
-                        c[new] = b.shape[2] + inv
-                    else:
-                        c = np.where(new, b.shape[2], c)
-                    b = np.concatenate([b, extra], axis=2)
-                eta = eta + np.einsum("cdnk,nk->cdn", b[:, :, c, :], Xi)
+        C, D = post.sizes["chain"], post.sizes["draw"]
+
+        def fresh(t, labels):
+            # one fresh level per distinct new label and posterior draw
+            uniq, inv = np.unique(labels, return_inverse=True)
+            return inv, self._population_draws(t, len(uniq), rng).reshape(C * D, len(uniq), t.n_cols)
+
+        eta, index = eta_draws(d, self._beta_draws(), self._b_draws(), newdata, include_random=include_random,
+                               allow_new_levels=allow_new_levels,
+                               new_level_draws=fresh if new_levels == "population" else None)
+        eta = eta.reshape(C, D, -1)
         out = eta if type == "link" else d.family.link.linkinv(eta)
         if kind == "predictive":
             trials = d.trials if newdata is None and d.trials is not None else None
-            out = simulate_response(d, post, d.family.link.linkinv(eta), rng, trials=trials)
+            out = self._engine.simulate(d.family.link.linkinv(eta), rng, trials=trials)
         if kind == "mean":
             return pd.Series(out.mean(axis=(0, 1)), index=index, name="prediction")
         return xr.DataArray(out, dims=("chain", "draw", "obs"),
@@ -284,13 +305,9 @@ class PosteriorFit(MixedFit):
 
     def _population_draws(self, t, n_new: int, rng) -> np.ndarray:
         """(C, D, n_new, k) fresh effects N(0, Sigma_draw) for unseen levels of term ``t``."""
-        sd = self._draws(f"sd_{t.name}")                                       # (C, D, k)
+        sd, corr = self._sd_corr(t)                                            # (C, D, k)
         z = rng.standard_normal((*sd.shape[:2], n_new, t.n_cols))
-        if t.correlated and t.n_cols > 1:
-            corr = self._draws(f"corr_{t.name}")
+        if corr is not None:
             L = np.linalg.cholesky(corr + 1e-12 * np.eye(t.n_cols))             # (C, D, k, k)
             z = np.einsum("cdij,cdnj->cdni", L, z)
         return z * sd[:, :, None, :]
-
-    def __repr__(self) -> str:
-        return str(self.summary())
