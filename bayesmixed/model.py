@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 
 from bayesmixed.bayes import build_pymc_model, fit_map, resolve_priors, sample_nuts, to_bambi
 from bayesmixed.design import MixedDesign, build_design
+from bayesmixed.design.streamed import StreamedDesign, not_supported
 from bayesmixed.errors import DesignError
 from bayesmixed.families import get_family
 from bayesmixed.formula import parse_formula
@@ -23,6 +24,7 @@ from bayesmixed.results.glmm import GlmmFit
 from bayesmixed.results.likelihood import LikelihoodFit
 from bayesmixed.results.map import MapFit
 from bayesmixed.results.posterior import PosteriorFit
+from bayesmixed.results.streamed import StreamedLikelihoodFit
 
 
 class Fitter(NamedTuple):
@@ -70,7 +72,10 @@ class Model:
         for uncorrelated terms, ``(1 | g1/g2)`` for nesting, ``offset(x)``,
         ``cbind(successes, failures)`` for binomial counts.
     data : pandas.DataFrame
-        Never modified. Polars frames and dicts of columns are converted.
+        Never modified. Polars frames and dicts of columns are converted. Data larger
+        than memory: a path to Parquet (a file, a directory or a glob; read through
+        DuckDB), a DuckDB relation, a polars LazyFrame or a Dask DataFrame, read chunk
+        by chunk (Gaussian LMMs by REML/ML; see :mod:`bayesmixed.design.streamed`).
     family : str
         ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"negativebinomial"``,
         ``"gamma"``.
@@ -183,8 +188,13 @@ class Model:
                               f"this model is {self.family.name}({self.family.link.name}): "
                               "use method='laplace', 'agq' or 'nuts'")
         f = FITTERS[method]
+        result = f.result
+        if isinstance(self.design, StreamedDesign):    # out-of-memory data: REML/ML from cross-products
+            if method not in ("reml", "ml"):
+                raise DesignError(not_supported(self.design.source, f"method={method!r}"))
+            result = StreamedLikelihoodFit
         opts = _options(f.engine, kwargs, method)
-        return f.result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        return result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
 
     def to_bambi(self, **kwargs):
         """The equivalent ``bambi.Model`` (see ``bayesmixed.bayes.to_bambi``)."""

@@ -241,7 +241,8 @@ def as_source(data: Any, *, chunk_rows: int = CHUNK_ROWS) -> DataSource | None:
     Parameters
     ----------
     data : str, os.PathLike, duckdb relation, polars LazyFrame, dask DataFrame, ...
-        A path (Parquet file, directory or glob, read through DuckDB), a DuckDB
+        A :class:`DataSource` is returned as is (e.g. one made with a smaller
+        ``chunk_rows``). A path (Parquet file, directory or glob, read through DuckDB), a DuckDB
         relation, a polars LazyFrame or a Dask DataFrame give a source. A pandas
         DataFrame, a polars DataFrame or a dict of columns give None: they are in
         memory already and take the in-memory path.
@@ -258,6 +259,8 @@ def as_source(data: Any, *, chunk_rows: int = CHUNK_ROWS) -> DataSource | None:
     >>> src.kind, src.columns, next(src.chunks(["g"]))["g"].tolist()
     ('duckdb', ['y', 'g'], ['a'])
     """
+    if isinstance(data, DataSource):
+        return data
     if isinstance(data, (pd.DataFrame, dict)):
         return None
     if isinstance(data, (str, os.PathLike)):

@@ -189,6 +189,7 @@ class ChunkCoder:
                 raise DesignError(f"the fixed-effects coding fixed from the first chunk does not fit a later "
                                   f"chunk ({exc}); a factor made inside the formula (e.g. C(x) of a number) "
                                   "needs a string or categorical column in the source") from None
+        X = np.ascontiguousarray(X)       # row-major as the in-memory engine's [X y]: same rounding
         check_finite(X, range(X.shape[1]), "fixed-effects column")
         y, _, _ = response_values(self.parsed, frame, self.family)
         off = np.zeros(len(frame))
@@ -212,15 +213,16 @@ class ChunkCoder:
             ks = [lay.k1] + [k for k, _ in lay.rest]
             return chunk_crossproducts(lay, np.zeros((0, lay.p)), np.zeros(0), np.zeros(0),
                                        [np.zeros(0, dtype=np.int64)] * len(ks), [np.zeros((0, k)) for k in ks],
-                                       {"positive_weights": 0})
+                                       {"positive_weights": 0, "chunks": 0})
         r = self.rows(frame)
         y = r["y"] - r["X"] @ self.shift if self.shift.size else r["y"]
         return chunk_crossproducts(lay, r["X"], y, r["w"], r["codes"], r["Xis"],
-                                   {"positive_weights": int((r["w"] > 0).sum())})
+                                   {"positive_weights": int((r["w"] > 0).sum()), "chunks": 1})
 
 
 def iter_predictions(design: StreamedDesign, beta: np.ndarray, b: np.ndarray) -> Iterator[pd.DataFrame]:
-    """Per chunk of the source: ``y``, ``fitted`` (X beta + offset + Z b) and ``weights`` of its kept rows.
+    """Per chunk of the source: ``y``, ``fitted`` (X beta + offset + Z b), ``fixed`` (X beta) and
+    ``weights`` of its kept rows.
 
     Each frame is indexed by the rows' positions in the source (0-based, counting the
     rows dropped for missing values), so that concatenated frames line up with the
@@ -236,7 +238,9 @@ def iter_predictions(design: StreamedDesign, beta: np.ndarray, b: np.ndarray) ->
         if not pos.size:
             continue
         r = coder.rows(chunk[mask] if not mask.all() else chunk)
-        eta = r["X"][:, keep] @ beta + r["off"]
+        fixed = r["X"][:, keep] @ beta
+        eta = fixed + r["off"]
         for bt, codes, Xi in zip(bts, r["codes"], r["Xis"]):
             eta += np.einsum("ij,ij->i", Xi, bt[codes])
-        yield pd.DataFrame({"y": r["y"] + r["off"], "fitted": eta, "weights": r["w"]}, index=pd.Index(pos))
+        yield pd.DataFrame({"y": r["y"] + r["off"], "fitted": eta, "fixed": fixed, "weights": r["w"]},
+                           index=pd.Index(pos))

@@ -210,7 +210,9 @@ def _finish(parsed, source, family, coder, cp, terms, all_names, spec, ctrl, n) 
         shift = shift[keep] + C @ shift[d_idx]
     cp = select_columns(cp, keep)
     qr, p = cp.layout.q_rest, cp.layout.p
-    if p:
+    if p and cp.info.get("chunks", 0) > 1:
+        # the chunks' y is less the least-squares fit of the first chunk's rows: correct it to the
+        # fit of all rows (with one chunk it is that already, as in the in-memory path)
         xs = slice(qr, qr + p)
         s1 = np.linalg.solve(cp.A22[xs, xs], cp.A22[xs, qr + p])
         cp = shift_response(cp, s1)
