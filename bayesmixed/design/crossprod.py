@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayesmixed.design._crossprod_kernel import accumulate_rows
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -76,6 +78,11 @@ class CrossProducts:
     parts: list = field(default_factory=list)
     info: dict = field(default_factory=dict)   # NA counts and other row bookkeeping
 
+    def maybe_merge(self) -> None:
+        """Merge the pending sparse parts once they outgrow the merged ones (amortised sorting)."""
+        if sum(k.size for k, _ in self.parts) > max(self.keys.size, 4_000_000):
+            self.merged()
+
     def merged(self) -> "CrossProducts":
         """Merge the pending sparse parts into ``keys``/``vals`` (sorted, unique keys)."""
         if self.parts:
@@ -93,14 +100,26 @@ def _sum_duplicates(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.
     return uniq, np.bincount(inv.ravel(), weights=vals, minlength=uniq.size)
 
 
-def _rep(w: np.ndarray, k: int) -> np.ndarray:
-    return w if k == 1 else np.repeat(w, k)
+def empty_crossproducts(layout: Layout, info: dict | None = None) -> CrossProducts:
+    """Zero cross-products of ``layout`` (what a chunk without rows adds).
+
+    Examples
+    --------
+    >>> empty_crossproducts(Layout(k1=1, l1=2, rest=((1, 3),), p=1)).A22.shape
+    (5, 5)
+    """
+    lay = layout
+    return CrossProducts(
+        layout=lay, n=0, A11=np.zeros((lay.l1, lay.k1, lay.k1)), xy1=np.zeros((lay.p + 1, lay.q1)),
+        A22=np.zeros((lay.m, lay.m)), ldW=0.0, gram=np.zeros((lay.p, lay.p)), colsum=np.zeros(lay.p),
+        is01=np.ones(lay.p, dtype=bool), info=dict(info or {}),
+    )
 
 
 def chunk_crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, w: np.ndarray,
-                        codes: list[np.ndarray], Xis: list[np.ndarray], info: dict | None = None
-                        ) -> CrossProducts:
-    """The cross-products of one chunk of rows (vectorised: ``bincount`` and BLAS).
+                        codes: list[np.ndarray], Xis: list[np.ndarray], info: dict | None = None,
+                        out: CrossProducts | None = None) -> CrossProducts:
+    """Add one chunk of rows into ``out`` (new cross-products when None); one compiled pass.
 
     Parameters
     ----------
@@ -108,6 +127,10 @@ def chunk_crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, w: np.ndar
     X : (n, p) fixed-effects rows; y : (n,) response (offset and shift removed);
     w : (n,) prior weights
     codes, Xis : per term (lme4's order), level codes (n,) and model rows (n, k)
+    info : dict, optional
+        Counts added into ``out.info``.
+    out : CrossProducts, optional
+        Running sums to add into (in place).
 
     Examples
     --------
@@ -118,52 +141,45 @@ def chunk_crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, w: np.ndar
     >>> cp.A11.ravel().tolist(), cp.xy1.tolist(), cp.A22.tolist()
     ([2.0, 1.0], [[2.0, 1.0], [3.0, 3.0]], [[3.0, 6.0], [6.0, 14.0]])
     """
-    k1, l1, q1, qr, pp = layout.k1, layout.l1, layout.q1, layout.q_rest, layout.p + 1
+    out = empty_crossproducts(layout) if out is None else out
+    qr, pp = layout.q_rest, layout.p + 1
     n = y.shape[0]
     XY = np.empty((n, pp))
     XY[:, :-1] = X
     XY[:, -1] = y
     wXY = XY * w[:, None]
-    Xi1 = np.asarray(Xis[0], dtype=float)
-    ar = np.arange(k1)
-    idx11 = (codes[0][:, None, None] * (k1 * k1) + ar[:, None] * k1 + ar[None, :]).ravel()
-    val11 = (Xi1[:, :, None] * Xi1[:, None, :]).ravel() * _rep(w, k1 * k1)
-    A11 = np.bincount(idx11, weights=val11, minlength=l1 * k1 * k1).reshape(l1, k1, k1)
-    c1 = codes[0][:, None] * k1 + ar                                        # (n, k1)
-    idx_xy1 = (np.arange(pp)[None, :, None] * q1 + c1[:, None, :]).ravel()
-    xy1 = np.bincount(idx_xy1, weights=(wXY[:, :, None] * Xi1[:, None, :]).ravel(),
-                      minlength=pp * q1).reshape(pp, q1)
-    m = layout.m
-    A22 = np.empty((m, m))
-    A22[qr:, qr:] = XY.T @ wXY
-    keys, vals = np.zeros(0, dtype=np.int64), np.zeros(0)
     if layout.rest:
-        cols = [s + c[:, None] * k + np.arange(k)
-                for s, (k, _), c in zip(layout.starts, layout.rest, codes[1:])]
-        C = np.hstack(cols)                                                 # (n, kr)
-        V = np.hstack([np.asarray(x, dtype=float) for x in Xis[1:]])
-        kr = C.shape[1]
-        A22[:qr, :qr] = np.bincount((C[:, :, None] * qr + C[:, None, :]).ravel(),
-                                    weights=(V[:, :, None] * V[:, None, :]).ravel() * _rep(w, kr * kr),
-                                    minlength=qr * qr).reshape(qr, qr)
-        rxy = np.bincount((C[:, :, None] * pp + np.arange(pp)).ravel(),
-                          weights=(V[:, :, None] * wXY[:, None, :]).ravel(),
-                          minlength=qr * pp).reshape(qr, pp)
-        A22[:qr, qr:] = rxy
-        A22[qr:, :qr] = rxy.T
-        keys = (C[:, :, None].astype(np.int64) * q1 + c1[:, None, :]).ravel()
-        vals = (V[:, :, None] * Xi1[:, None, :]).ravel() * _rep(w, kr * k1)
-        keys, vals = _sum_duplicates(keys, vals)
-    pos = w > 0
-    return CrossProducts(
-        layout=layout, n=n, A11=A11, xy1=xy1, A22=A22, ldW=float(np.log(w[pos]).sum()),
-        gram=X.T @ X, colsum=X.sum(axis=0), is01=((X == 0) | (X == 1)).all(axis=0),
-        keys=keys, vals=vals, info=dict(info or {}),
-    )
+        C = np.hstack([s + c[:, None] * k + np.arange(k)
+                       for s, (k, _), c in zip(layout.starts, layout.rest, codes[1:])]).astype(np.int64)
+        V = np.ascontiguousarray(np.hstack([np.asarray(x, dtype=float) for x in Xis[1:]]))
+    else:
+        C, V = np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0))
+    kr = C.shape[1]
+    keys, vals = np.empty(n * kr * layout.k1, dtype=np.int64), np.empty(n * kr * layout.k1)
+    A22r = np.zeros((qr, qr))            # views of out.A22 are not contiguous: add afterwards
+    rxy = np.zeros((qr, pp))
+    accumulate_rows(np.asarray(codes[0], dtype=np.int64), np.ascontiguousarray(Xis[0], dtype=float), C, V,
+                    wXY, np.ascontiguousarray(w, dtype=float), layout.q1, out.A11, out.xy1, A22r, rxy,
+                    keys, vals)
+    A22 = out.A22
+    A22[qr:, qr:] += XY.T @ wXY
+    if qr:
+        A22[:qr, :qr] += A22r
+        A22[:qr, qr:] += rxy
+        A22[qr:, :qr] += rxy.T
+        out.parts.append((keys, vals))
+    out.n += n
+    out.ldW += float(np.log(w[w > 0]).sum())
+    out.gram += X.T @ X
+    out.colsum += X.sum(axis=0)
+    out.is01 &= ((X == 0) | (X == 1)).all(axis=0)
+    out.info = _sum_info([out.info, info or {}])
+    out.maybe_merge()
+    return out
 
 
 def combine(parts: list[CrossProducts]) -> CrossProducts:
-    """The sum of per-chunk cross-products (sparse parts merged when they grow).
+    """The sum of partial cross-products, added into the first (sparse parts merged as they grow).
 
     Examples
     --------
@@ -176,19 +192,19 @@ def combine(parts: list[CrossProducts]) -> CrossProducts:
     (2, [1.0, 1.0], [[2.0, 3.0], [3.0, 5.0]])
     """
     parts = [p for p in parts if p is not None]
-    first = parts[0]
-    out = CrossProducts(
-        layout=first.layout, n=sum(p.n for p in parts), A11=sum(p.A11 for p in parts),
-        xy1=sum(p.xy1 for p in parts), A22=sum(p.A22 for p in parts), ldW=sum(p.ldW for p in parts),
-        gram=sum(p.gram for p in parts), colsum=sum(p.colsum for p in parts),
-        is01=np.logical_and.reduce([p.is01 for p in parts]),
-        keys=first.keys, vals=first.vals,
-        parts=[kv for p in parts[1:] for kv in [(p.keys, p.vals)] + p.parts] + first.parts,
-        info=_sum_info([p.info for p in parts]),
-    )
-    pending = sum(k.size for k, _ in out.parts)
-    if pending > max(out.keys.size, 2_000_000):        # amortised: merge when pending doubles
-        out.merged()
+    out = parts[0]
+    for p in parts[1:]:
+        out.n += p.n
+        out.A11 += p.A11
+        out.xy1 += p.xy1
+        out.A22 += p.A22
+        out.ldW += p.ldW
+        out.gram += p.gram
+        out.colsum += p.colsum
+        out.is01 &= p.is01
+        out.parts.extend([(p.keys, p.vals)] + p.parts)
+        out.info = _sum_info([out.info, p.info])
+    out.maybe_merge()
     return out
 
 

@@ -61,17 +61,17 @@ class DataSource:
         """Every row, in order, as pandas frames of at most ``chunk_rows`` rows of ``columns``."""
         raise NotImplementedError
 
-    def map_reduce(self, columns: list[str], func: Callable[[pd.DataFrame], Any],
+    def map_reduce(self, columns: list[str], func: Callable[[pd.DataFrame, Any], Any],
                    combine: Callable[[list], Any]) -> Any:
-        """``combine`` of ``func(chunk)`` over the chunks, holding few partial results at a time.
+        """Fold every chunk into one result: ``acc = func(chunk, acc)`` (``acc`` None at first).
 
-        ``combine`` takes a list of partial results and returns one; it must be
-        associative (it is applied to the running total and each new partial).
+        ``func`` adds a chunk into ``acc`` (in place or not) and returns it; ``combine``
+        sums a list of such results (used where chunks are folded separately, as the
+        partitions of a Dask DataFrame).
         """
         acc = None
         for chunk in self.chunks(columns):
-            part = func(chunk)
-            acc = part if acc is None else combine([acc, part])
+            acc = func(chunk, acc)
         if acc is None:
             raise DesignError(f"{self.description} has no rows: nothing to fit")
         return acc
@@ -114,6 +114,31 @@ class DuckDBSource(DataSource):
         for batch in reader:
             if batch.num_rows:
                 yield batch.to_pandas()
+
+
+    def scan(self, na_columns: list[str], sets: list[tuple[str, ...]]) -> dict:
+        """Row counts, missing values per column and the distinct rows of each column set, in SQL.
+
+        A row is missing a value where a column is NULL (or NaN, for floating-point
+        columns: pandas' ``isna``); the distinct values are taken over the complete rows.
+        """
+        types = dict(zip(self.relation.columns, (str(t) for t in self.relation.types)))
+
+        def missing(c: str) -> str:
+            q = _quote(c)
+            return f"({q} IS NULL OR isnan({q}))" if types.get(c) in ("DOUBLE", "FLOAT", "REAL") else f"({q} IS NULL)"
+
+        complete = " AND ".join(f"NOT {missing(c)}" for c in na_columns) or "TRUE"
+        counts = "".join(f", count(*) FILTER (WHERE {missing(c)})" for c in na_columns)
+        row = self.relation.query("bm_source", f"SELECT count(*), count(*) FILTER (WHERE {complete}){counts} "
+                                  "FROM bm_source").fetchone()
+        na = {c: int(k) for c, k in zip(na_columns, row[2:]) if k}
+        distinct = {}
+        for cols in sets:
+            sel = ", ".join(_quote(c) for c in cols)
+            distinct[cols] = self.relation.query(
+                "bm_source", f"SELECT DISTINCT {sel} FROM bm_source WHERE {complete}").to_arrow_table().to_pandas()
+        return {"rows": int(row[0]), "kept": int(row[1]), "na": na, "distinct": distinct}
 
 
 class PolarsSource(DataSource):
@@ -188,7 +213,7 @@ class DaskSource(DataSource):
         if not parts:
             raise DesignError(f"{self.description} has no partitions: nothing to fit")
         f, c = dask.delayed(func, pure=True), dask.delayed(combine, pure=True)
-        level = [f(p) for p in parts]
+        level = [f(p, None) for p in parts]
         while len(level) > 1:                             # tree reduction, 4 at a time
             level = [c(level[i:i + 4]) if len(level[i:i + 4]) > 1 else level[i]
                      for i in range(0, len(level), 4)]

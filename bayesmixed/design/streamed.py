@@ -26,7 +26,7 @@ import pandas as pd
 from collections.abc import Iterator
 
 from bayesmixed.design.columns import check_finite, check_finite_vector
-from bayesmixed.design.crossprod import Layout, chunk_crossproducts
+from bayesmixed.design.crossprod import CrossProducts, Layout, chunk_crossproducts, empty_crossproducts
 from bayesmixed.design.fixed import evaluate_expression, fixed_matrix, formulaic_materializer
 from bayesmixed.design.response import response_values
 from bayesmixed.design.reterms import term_matrix
@@ -204,20 +204,17 @@ class ChunkCoder:
         codes = [self.lookups[i](frame) for i in self.order]
         return {"y": y - off, "off": off, "X": X, "w": w, "codes": codes, "Xis": Xis}
 
-    def crossproducts(self, chunk: pd.DataFrame):
-        """The chunk's cross-products (the function mapped over chunks or Dask partitions)."""
+    def crossproducts(self, chunk: pd.DataFrame, acc: CrossProducts | None = None) -> CrossProducts:
+        """Add the chunk's cross-products into ``acc`` (the function folded over chunks or partitions)."""
         mask, _ = self.complete(chunk)
         frame = chunk[mask] if not mask.all() else chunk
         lay = self.layout
         if len(frame) == 0:
-            ks = [lay.k1] + [k for k, _ in lay.rest]
-            return chunk_crossproducts(lay, np.zeros((0, lay.p)), np.zeros(0), np.zeros(0),
-                                       [np.zeros(0, dtype=np.int64)] * len(ks), [np.zeros((0, k)) for k in ks],
-                                       {"positive_weights": 0, "chunks": 0})
+            return empty_crossproducts(lay) if acc is None else acc
         r = self.rows(frame)
         y = r["y"] - r["X"] @ self.shift if self.shift.size else r["y"]
         return chunk_crossproducts(lay, r["X"], y, r["w"], r["codes"], r["Xis"],
-                                   {"positive_weights": int((r["w"] > 0).sum()), "chunks": 1})
+                                   {"positive_weights": int((r["w"] > 0).sum()), "chunks": 1}, out=acc)
 
 
 def iter_predictions(design: StreamedDesign, beta: np.ndarray, b: np.ndarray) -> Iterator[pd.DataFrame]:

@@ -20,8 +20,9 @@ from bayesmixed.families import Family
 from bayesmixed.formula.terms import ParsedFormula
 
 
-def _scan_chunk(chunk: pd.DataFrame, na_columns: list[str], sets: list[tuple[str, ...]]) -> dict:
-    """Row and missing-value counts of a chunk, and the distinct values of each column set."""
+def _scan_chunk(chunk: pd.DataFrame, acc: dict | None, na_columns: list[str],
+                sets: list[tuple[str, ...]]) -> dict:
+    """``acc`` plus a chunk's row and missing-value counts and the distinct values of each column set."""
     mask = np.ones(len(chunk), dtype=bool)
     na = {}
     for c in na_columns:
@@ -32,7 +33,8 @@ def _scan_chunk(chunk: pd.DataFrame, na_columns: list[str], sets: list[tuple[str
             mask &= ~isna
     kept = chunk[mask] if not mask.all() else chunk
     distinct = {s: kept[list(s)].drop_duplicates() for s in sets}
-    return {"rows": len(chunk), "kept": int(mask.sum()), "na": na, "distinct": distinct}
+    part = {"rows": len(chunk), "kept": int(mask.sum()), "na": na, "distinct": distinct}
+    return part if acc is None else _scan_combine([acc, part])
 
 
 def _scan_combine(parts: list[dict]) -> dict:
@@ -167,8 +169,11 @@ def build_streamed_design(parsed: ParsedFormula, source: DataSource, *, family: 
     factor_cols = [c for c in used if c not in parsed.response_variables and _is_factor(dtypes[c])
                    and (c in parsed.fixed_variables or c not in parsed.group_variables)]
     sets = list(dict.fromkeys([tuple(b.group_columns) for b in parsed.bars] + [(c,) for c in factor_cols]))
-    scan = source.map_reduce(columns, functools.partial(_scan_chunk, na_columns=columns, sets=sets),
-                             _scan_combine)
+    if hasattr(source, "scan"):            # DuckDB: counts and DISTINCT in SQL
+        scan = source.scan(columns, sets)
+    else:
+        scan = source.map_reduce(columns, functools.partial(_scan_chunk, na_columns=columns, sets=sets),
+                                 _scan_combine)
     _na_message(scan, na_action, source)
     levels = {}
     for c in factor_cols:
