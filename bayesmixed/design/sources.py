@@ -131,7 +131,7 @@ class DuckDBSource(DataSource):
         complete = " AND ".join(f"NOT {missing(c)}" for c in na_columns) or "TRUE"
         counts = "".join(f", count(*) FILTER (WHERE {missing(c)})" for c in na_columns)
         row = self.relation.query("bm_source", f"SELECT count(*), count(*) FILTER (WHERE {complete}){counts} "
-                                  "FROM bm_source").fetchone()
+                                  "FROM bm_source").fetchall()[0]
         na = {c: int(k) for c, k in zip(na_columns, row[2:]) if k}
         distinct = {}
         for cols in sets:
