@@ -9,6 +9,7 @@ gives the in-memory engine's numbers bit for bit.
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
@@ -42,3 +43,41 @@ def accumulate_rows(c1, Xi1, C, V, wXY, w, q1, A11, xy1, A22r, rxy, keys, vals):
                 e = (r * kr + s) * k1 + i
                 keys[e] = cs * q1 + g * k1 + i
                 vals[e] = wr * (vs * Xi1[r, i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _stable_bucket(keys, vals, bucket_of, n_buckets):  # pragma: no cover - compiled
+    """Stable counting sort of (keys, vals) by ``bucket_of(key)`` buckets (given as an array)."""
+    n = keys.shape[0]
+    start = np.zeros(n_buckets + 1, dtype=np.int64)
+    for e in range(n):
+        start[bucket_of[e] + 1] += 1
+    for b in range(n_buckets):
+        start[b + 1] += start[b]
+    k2 = np.empty_like(keys)
+    v2 = np.empty_like(vals)
+    for e in range(n):
+        b = bucket_of[e]
+        pos = start[b]
+        k2[pos] = keys[e]
+        v2[pos] = vals[e]
+        start[b] = pos + 1
+    return k2, v2
+
+
+@numba.njit(cache=True, nogil=True)
+def sum_duplicates_radix(keys, vals, q1, n_rows):  # pragma: no cover - compiled
+    """Sorted unique ``keys = row * q1 + col`` and their summed ``vals`` (equal keys summed in input
+    order, as ``np.unique`` + ``np.bincount``), by two stable counting sorts: O(n)."""
+    k, v = _stable_bucket(keys, vals, keys % q1, q1)
+    k, v = _stable_bucket(k, v, k // q1, n_rows)
+    n = k.shape[0]
+    m = 0
+    for e in range(n):
+        if m > 0 and k[e] == k[m - 1]:
+            v[m - 1] += v[e]
+        else:
+            k[m] = k[e]
+            v[m] = v[e]
+            m += 1
+    return k[:m].copy(), v[:m].copy()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bayesmixed.design._crossprod_kernel import accumulate_rows
+from bayesmixed.design._crossprod_kernel import accumulate_rows, sum_duplicates_radix
 
 
 @dataclass(frozen=True)
@@ -88,16 +88,11 @@ class CrossProducts:
         if self.parts:
             ks = [self.keys] + [k for k, _ in self.parts]
             vs = [self.vals] + [v for _, v in self.parts]
-            self.keys, self.vals = _sum_duplicates(np.concatenate(ks), np.concatenate(vs))
+            lay = self.layout
+            self.keys, self.vals = sum_duplicates_radix(np.concatenate(ks), np.concatenate(vs), lay.q1,
+                                                        max(lay.q_rest, 1))
             self.parts = []
         return self
-
-
-def _sum_duplicates(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if keys.size == 0:
-        return keys.astype(np.int64), vals.astype(float)
-    uniq, inv = np.unique(keys, return_inverse=True)
-    return uniq, np.bincount(inv.ravel(), weights=vals, minlength=uniq.size)
 
 
 def empty_crossproducts(layout: Layout, info: dict | None = None) -> CrossProducts:

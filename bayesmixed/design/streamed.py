@@ -160,7 +160,15 @@ class ChunkCoder:
         return mask, counts
 
     def with_factors(self, frame: pd.DataFrame) -> pd.DataFrame:
-        conv = {c: pd.Categorical(frame[c], categories=lv) for c, lv in self.factor_levels.items()}
+        """Factor columns as categoricals with every level of the data (formulaic codes them so)."""
+        conv = {}
+        for c, lv in self.factor_levels.items():
+            s = frame[c]
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                if list(s.cat.categories) != lv:
+                    conv[c] = s.cat.set_categories(lv)
+            else:
+                conv[c] = pd.Categorical(s, categories=lv)
         return frame.assign(**conv) if conv else frame
 
     def fixed_X(self, frame: pd.DataFrame) -> np.ndarray:
