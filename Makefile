@@ -12,7 +12,7 @@ $(VPY):
 	$(VPY) -m pip install -q -U pip
 
 $(STAMP): $(VPY) pyproject.toml
-	$(VPY) -m pip install -q -e ".[test,fast,bambi]"
+	$(VPY) -m pip install -q -e ".[test,fast,bambi,jax,scale]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +32,7 @@ docs: $(STAMP)
 
 reference:
 	Rscript tests/reference/make_reference.R
+	Rscript tests/reference/make_reference_round2.R
 
 clean:
 	rm -rf $(VENV) demo_output

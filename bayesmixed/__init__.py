@@ -2,22 +2,23 @@
 
 from bayesmixed.datasets import describe_dataset, list_datasets, load_dataset
 from bayesmixed.errors import (
-    BayesMixedError, BayesMixedWarning, ConvergenceWarning, DesignError, DivergenceWarning, FitError,
-    IdentifiabilityWarning,
+    BayesMixedError, BayesMixedWarning, ConvergenceWarning, DesignError, DivergenceWarning, DoubleBarFactorWarning,
+    FitError, IdentifiabilityWarning,
     FormulaError, LowESSWarning, MissingDataWarning, RankDeficiencyWarning, RhatWarning, SamplingError,
     SamplingWarning, ScaleWarning, SeparationWarning, SingularFitWarning, TreeDepthWarning,
 )
 from bayesmixed.model import Model
 from bayesmixed.compare import anova, compare
+from bayesmixed.results.interpret import datagrid
 from bayesmixed.plots import plot_design, plot_ppc, plot_predictions, plot_ranef, plot_shrinkage
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "anova", "compare", "plot_shrinkage", "plot_ranef", "plot_design", "plot_predictions",
+    "Model", "anova", "compare", "datagrid", "plot_shrinkage", "plot_ranef", "plot_design", "plot_predictions",
     "plot_ppc", "load_dataset", "list_datasets", "describe_dataset",
     "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
     "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
-    "ScaleWarning", "MissingDataWarning", "IdentifiabilityWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
+    "ScaleWarning", "MissingDataWarning", "DoubleBarFactorWarning", "IdentifiabilityWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
     "LowESSWarning", "TreeDepthWarning", "SeparationWarning",
 ]

@@ -7,6 +7,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.errors import DesignError
+from bayesmixed.inference import pb_test
 from bayesmixed.likelihood.lmm import optimize_lmm
 from bayesmixed.results.likelihood import LikelihoodFit
 
@@ -18,11 +19,17 @@ def _as_ml(fit):
     return fit
 
 
-def anova(*fits, refit: bool = True, **named_fits) -> pd.DataFrame:
+def anova(*fits, refit: bool = True, method: str = "lrt", nsim: int = 1000, seed=None, client=None,
+          n_jobs=None, **named_fits) -> pd.DataFrame:
     """Likelihood-ratio table for nested fits, like R's ``anova(m1, m2, ...)`` on merMod objects.
 
     Models are sorted by number of parameters; each row is compared with the one
     above it. REML fits are refitted by ML (``refit=True``), as lme4 does.
+
+    ``method="pb"`` is pbkrtest's ``PBmodcomp`` for two nested fits: the LRT's p value
+    from ``nsim`` responses simulated under the smaller model and refitted by both
+    (rows ``LRT`` and ``PBtest``, columns ``stat, df, p_value``; ``seed``, ``client``,
+    ``n_jobs`` as in ``fit.bootstrap``).
 
     Examples
     --------
@@ -37,6 +44,12 @@ def anova(*fits, refit: bool = True, **named_fits) -> pd.DataFrame:
     items = [(f"model{i + 1}", f) for i, f in enumerate(fits)] + list(named_fits.items())
     if len(items) < 2:
         raise DesignError("anova() needs at least two fits to compare")
+    if method not in ("lrt", "pb"):
+        raise DesignError(f"method must be 'lrt' or 'pb', got {method!r}")
+    if method == "pb":
+        if len(items) != 2:
+            raise DesignError(f"anova(method='pb') compares exactly two nested fits, got {len(items)}")
+        return pb_test(items[0][1], items[1][1], nsim=nsim, seed=seed, client=client, n_jobs=n_jobs)
     n = {f.nobs for _, f in items}
     if len(n) > 1:
         raise DesignError(f"models were fitted to different numbers of observations: {sorted(n)}")

@@ -83,6 +83,19 @@ class Family:
         """Name of the family's auxiliary parameter (``sigma``, ``alpha``, ``shape``) or None."""
         return self.extra_params[0] if self.extra_params else None
 
+    def dispersion_from_sigma(self, sigma: float):
+        """The ``dispersion`` that :meth:`simulate` takes, from lme4's ``sigma()`` of a fit.
+
+        Gaussian: sigma itself; Gamma: the shape 1 / sigma^2; None where the family has
+        no residual scale (binomial, poisson) or keeps its own (negative binomial's size).
+
+        Examples
+        --------
+        >>> get_family("gamma", "log").dispersion_from_sigma(0.5)
+        4.0
+        """
+        return None
+
     def with_shape(self, shape: float) -> "Family":
         """The same family with the negative-binomial shape (size) fixed at ``shape``."""
         return replace(self, shape=float(shape))
@@ -311,6 +324,9 @@ class Gaussian(Family):
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.normal(mu, dispersion if wt is None else dispersion / np.sqrt(wt))
 
+    def dispersion_from_sigma(self, sigma):
+        return float(sigma)
+
     def prior_location(self, y, weights, offset):
         return float(np.average(y - offset, weights=weights)) if self.is_gaussian_identity else 0.0
 
@@ -515,6 +531,9 @@ class Gamma(_LogMeanPrior, Family):
 
     def simulate(self, mu, rng, trials=None, dispersion=None, wt=None):
         return rng.gamma(dispersion, mu / dispersion)
+
+    def dispersion_from_sigma(self, sigma):
+        return 1.0 / float(sigma) ** 2
 
     def aux_priors(self, sd_y):
         return {"shape": ("Exponential", {"lam": 1.0}, "gamma shape, rstanarm's")}

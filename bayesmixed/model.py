@@ -194,7 +194,9 @@ class Model:
                 raise DesignError(not_supported(self.design.source, f"method={method!r}"))
             result = StreamedLikelihoodFit
         opts = _options(f.engine, kwargs, method)
-        return result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        fit = result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        fit.data = self.data
+        return fit
 
     def to_bambi(self, **kwargs):
         """The equivalent ``bambi.Model`` (see ``bayesmixed.bayes.to_bambi``)."""

@@ -28,6 +28,8 @@ EXPECTED_SHAPES = {
     "Contraception": (1934, 6),
     "Exam": (4059, 10),
     "wvxyz": (10, 5),
+    "radon": (919, 4),
+    "Salamanders": (644, 9),
 }
 
 
@@ -110,6 +112,37 @@ def test_values_match_r():
     assert (verb["r2"] == "Y").sum() == 3611
     for name in EXPECTED_SHAPES:
         assert not load_dataset(name).isna().any().any(), name
+
+
+def test_radon_is_gelman_hill_data():
+    radon = load_dataset("radon")
+    assert list(radon.columns) == ["floor", "county", "log_radon", "log_uranium"]
+    assert radon.shape == (919, 4)
+    assert len(radon["county"].cat.categories) == 85
+    assert radon["county"].cat.categories[0] == "AITKIN"
+    assert (radon["county"] == "HENNEPIN").sum() == 105
+    assert int(radon["floor"].sum()) == 153
+    assert set(radon["floor"].unique()) == {0, 1}
+    # R: mean(radon$log_radon), mean(radon$log_uranium) (rstanarm 2.21.3)
+    assert radon["log_radon"].mean() == pytest.approx(1.2647792371410602, rel=1e-13)
+    assert radon["log_uranium"].mean() == pytest.approx(-0.13170915377327266, rel=1e-12)
+    # log_uranium is a county-level covariate: one value per county
+    assert (radon.groupby("county", observed=True)["log_uranium"].nunique() == 1).all()
+    by_name = list_datasets().set_index("name")
+    assert by_name.loc["radon", "source"] == "rstanarm::radon"
+    assert "Gelman & Hill" in describe_dataset("radon")
+
+
+def test_salamanders_is_glmmtmb_data():
+    sal = load_dataset("Salamanders")
+    assert list(sal.columns) == [
+        "site", "mined", "cover", "sample", "DOP", "Wtemp", "DOY", "spp", "count",
+    ]
+    assert list(sal["spp"].cat.categories) == ["GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"]
+    assert list(sal["mined"].cat.categories) == ["yes", "no"]
+    assert sal["site"].cat.ordered
+    assert len(sal["site"].cat.categories) == 23
+    assert int(sal["count"].sum()) == 852
 
 
 def test_unknown_name_suggests_close_matches():

@@ -7,6 +7,8 @@ the normal approximation at the REML estimate, so these tests do not sample.
 
 from __future__ import annotations
 
+import copy
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -337,8 +339,12 @@ def test_predictions_identity_link_marginal_equals_zero_curve(reml, sleep):
     assert np.allclose(cur["marginal"], cur["at_zero"], atol=0.5)     # MC error only, identity link
     assert cur["at_zero"].iloc[0] == pytest.approx(reml.fixef["Intercept"])
     assert cur["308"].iloc[-1] == pytest.approx(reml.coef["Subject"].loc["308"] @ [1, 9])
+    ax = bm.plot_predictions(reml, "Days")             # the fit carries its data frame
+    assert [ln.get_gid() for ln in ax.lines].count("at-zero") == 1
+    bare = copy.copy(reml)
+    bare.data = None
     with pytest.raises(DesignError, match="data="):
-        bm.plot_predictions(reml, "Days")
+        bm.plot_predictions(bare, "Days")
 
 
 # ---- posterior predictive ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ and in :func:`resolve_priors`.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +36,13 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 }
 POSITIVE = ("HalfNormal", "HalfStudentT", "HalfCauchy", "HalfFlat", "Exponential", "Gamma",
             "InverseGamma", "LogNormal", "Uniform")
+# arguments PyMC cannot do without, and those that must be > 0 (scales, shapes, rates, degrees of freedom)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "StudentT": ("nu",), "Cauchy": ("alpha", "beta"), "HalfStudentT": ("nu",), "HalfCauchy": ("beta",),
+    "Exponential": ("lam",), "Gamma": ("alpha", "beta"), "InverseGamma": ("alpha", "beta"),
+}
+POSITIVE_ARGS = ("sigma", "nu", "lam", "beta")          # beta: a scale (Cauchy) or a rate (Gamma)
+SHAPE_ARGS = {"Gamma": ("alpha",), "InverseGamma": ("alpha",)}
 
 @dataclass(frozen=True)
 class Prior:
@@ -169,11 +177,101 @@ def _as_prior(key: str, value, *, positive: bool) -> Prior:
     allowed = DISTRIBUTIONS[p.distribution]
     if bad := sorted(set(p.args) - set(allowed)):
         raise DesignError(f"prior for {key!r}: {p.distribution} takes {list(allowed)}, not {bad}")
-    if positive and p.distribution not in POSITIVE:
-        raise DesignError(f"prior for {key!r} must be on positive values; use one of {', '.join(POSITIVE)}")
+    _check_args(key, p)
+    if positive and (p.distribution not in POSITIVE or float(p.args.get("lower", 0.0)) < 0):
+        what = "a standard deviation" if key.startswith("sd_") else repr(key)
+        raise DesignError(f"prior for {key!r} is a {p.distribution}, which puts probability on negative "
+                          f"values; {what} needs a distribution on positive values: one of "
+                          f"{', '.join(POSITIVE)} (e.g. (\"HalfNormal\", {{'sigma': 2}}))")
     if p.note != "user":
         p = replace(p, note="user")
     return p
+
+
+def _check_args(key: str, p: Prior) -> None:
+    """Required arguments present; each a finite real number; scales, shapes, rates > 0."""
+    if missing := [a for a in REQUIRED.get(p.distribution, ()) if a not in p.args]:
+        raise DesignError(f"prior for {key!r}: {p.distribution} needs {missing} (it takes "
+                          f"{list(DISTRIBUTIONS[p.distribution])})")
+    for a, v in p.args.items():
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if not ok or not np.isfinite(float(v)):
+            raise DesignError(f"prior for {key!r}: {p.distribution} argument {a}={v!r} must be a finite number")
+        if (a in POSITIVE_ARGS or a in SHAPE_ARGS.get(p.distribution, ())) and not float(v) > 0:
+            raise DesignError(f"prior for {key!r}: {p.distribution} argument {a}={v!r} must be > 0")
+    if p.distribution == "Uniform" and not float(p.args.get("lower", 0)) < float(p.args.get("upper", 1)):
+        raise DesignError(f"prior for {key!r}: Uniform needs lower < upper, got {_args_str(p)}")
+
+
+def _unknown_names(unknown: list[str], valid: list[str]) -> str:
+    """``unknown prior name(s) [...] (did you mean ...?); valid names ...``."""
+    hints = []
+    for k in unknown:
+        by_case = [v for v in valid if v.lower() == str(k).lower()]
+        close = by_case or difflib.get_close_matches(str(k), valid, n=2, cutoff=0.6)
+        hints += [c for c in close if c not in hints]
+    did = f" (did you mean {', '.join(map(repr, hints))}?)" if hints else ""
+    return f"unknown prior name(s) {unknown}{did}; valid names for this model are: {', '.join(valid)}"
+
+
+def valid_prior_names(design) -> list[str]:
+    """Every name ``priors=`` accepts for this design (see :func:`resolve_priors`).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> valid_prior_names(bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy")).design)
+    ['Intercept', 'Days', 'fixef', 'sd_Subject', 'sd_Subject[Intercept]', 'sigma']
+    """
+    return _names(default_priors(design))
+
+
+def _names(pri: Priors) -> list[str]:
+    return list(pri.fixef) + ["fixef"] + [f"sd_{t}" for t in pri.sd] + \
+        [f"sd_{t}[{c}]" for t, cols in pri.sd.items() for c in cols] + \
+        (["lkj_eta"] if pri.lkj_eta else []) + [f"lkj_eta_{t}" for t in pri.lkj_eta] + list(pri.aux)
+
+
+def validate_priors(design, overrides: dict | None) -> Priors:
+    """Check the user's ``priors=`` against ``design`` at once; return the resolved priors.
+
+    Called when a model is built, so that a misspelt name, a distribution that cannot
+    serve a parameter (a ``Normal`` on a standard deviation or on ``sigma``) or a bad
+    argument (a negative scale, a missing ``nu``) is reported by ``bm.Model(...)``
+    rather than at the first ``fit(method="nuts")``.
+
+    Parameters
+    ----------
+    design : MixedDesign
+    overrides : dict or None
+        The ``priors=`` given to the model (see :func:`resolve_priors` for the names).
+
+    Returns
+    -------
+    Priors
+
+    Raises
+    ------
+    DesignError
+        Naming the prior and what to write instead.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+    >>> validate_priors(m.design, {"sd_Subjects": ("HalfNormal", {"sigma": 2})})
+    Traceback (most recent call last):
+    ...
+    bayesmixed.errors.DesignError: unknown prior name(s) ['sd_Subjects'] (did you mean 'sd_Subject'...
+    >>> validate_priors(m.design, {"sd_Subject": ("Normal", {"mu": 0, "sigma": 2})})
+    Traceback (most recent call last):
+    ...
+    bayesmixed.errors.DesignError: prior for 'sd_Subject' is a Normal, which puts probability on negative...
+    """
+    if overrides is not None and not isinstance(overrides, dict):
+        raise DesignError(f"priors= must be a dict like {{'Days': ('Normal', {{'mu': 0, 'sigma': 10}})}}, "
+                          f"got {type(overrides).__name__}")
+    return resolve_priors(design, overrides)
 
 
 def resolve_priors(design, overrides: dict | None = None) -> Priors:
@@ -233,13 +331,10 @@ def resolve_priors(design, overrides: dict | None = None) -> Priors:
         return pri
     fixef, sd, lkj, aux = dict(pri.fixef), {k: dict(v) for k, v in pri.sd.items()}, dict(pri.lkj_eta), \
         dict(pri.aux)
-    valid = list(fixef) + ["fixef"] + [f"sd_{t}" for t in sd] + \
-        [f"sd_{t}[{c}]" for t, cols in sd.items() for c in cols] + \
-        (["lkj_eta"] if lkj else []) + [f"lkj_eta_{t}" for t in lkj] + list(aux)
+    valid = _names(pri)
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        raise DesignError(f"unknown prior name(s) {unknown}; valid names for this model are: "
-                          f"{', '.join(valid)}")
+        raise DesignError(_unknown_names(unknown, valid))
     for key, value in overrides.items():
         if key in fixef:
             fixef[key] = _as_prior(key, value, positive=False)

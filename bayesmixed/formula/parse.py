@@ -139,7 +139,7 @@ def parse_formula(formula: str, random: str | None = None) -> ParsedFormula:
     scan_variables(toks[:t], response_vars)
     return ParsedFormula(
         formula=formula,
-        response=text_of(formula, toks, 0, t),
+        response=_bambi_proportion(formula, toks, t) or text_of(formula, toks, 0, t),
         fixed_rhs=join_terms(fixed) if fixed else "1",
         bars=tuple(bars),
         offsets=tuple(offsets),
@@ -147,6 +147,27 @@ def parse_formula(formula: str, random: str | None = None) -> ParsedFormula:
         response_variables=frozenset(response_vars),
         fixed_variables=frozenset(fixed_vars),
     )
+
+
+def _bambi_proportion(formula: str, toks: list[Token], t: int) -> str | None:
+    """bambi's binomial response ``p(successes, trials)`` as ``cbind(successes, trials - successes)``.
+
+    None when the response is not exactly a call of ``p``. Arguments that are more
+    than one name or number are parenthesised: ``p(a + b, n)`` gives
+    ``cbind(a + b, n - (a + b))``.
+    """
+    if not (t >= 3 and toks[0].kind == "name" and toks[0].text == "p" and toks[1].text == "("
+            and toks[1].call and toks[1].match == t - 1):
+        return None
+    commas = [i for i in range(2, t - 1) if toks[i].parent == 1 and toks[i].text == ","]
+    bounds = [2, *(c + 1 for c in commas), t]
+    args = [text_of(formula, toks, a, b - 1) for a, b in zip(bounds, bounds[1:])]   # b - 1: ',' or ')'
+    if len(args) != 2 or not all(args):
+        raise FormulaError.at(formula, toks[0].start,
+                              f"p() takes two arguments, p(successes, trials), got {len([a for a in args if a])}; "
+                              "or write cbind(successes, failures)")
+    wrap = [x if len(tokenize(x)) == 1 else f"({x})" for x in args]
+    return f"cbind({args[0]}, {wrap[1]} - {wrap[0]})"
 
 
 def _split_tilde(formula: object) -> tuple[list[Token], int]:

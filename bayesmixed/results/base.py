@@ -11,6 +11,7 @@ from scipy import stats
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
 from bayesmixed.results.display import Summary, formula_label, random_effects_text
+from bayesmixed.results.interpret import InterpretMixin
 from bayesmixed.results.predict import check_type, eta_draws
 
 TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "statistic", "df", "p_value"]
@@ -80,7 +81,7 @@ def ran_pars_rows(varcorr: pd.DataFrame) -> list[tuple[str, str, float]]:
     return out
 
 
-class MixedFit:
+class MixedFit(InterpretMixin):
     """Shared face of every fit: ``fixef``, ``ranef``, ``coef``, ``varcorr``, ``tidy``, ``predict``...
 
     A fit holds its per-term covariance matrices (``_covs``, returned by
@@ -104,6 +105,7 @@ class MixedFit:
 
     design: MixedDesign
     method: str
+    data = None               # the user's data frame (set by Model.fit; interpretation reads it)
     sigma: float | None = None
     _covs: list[np.ndarray] | None = None
     _beta: np.ndarray | None = None
@@ -342,20 +344,19 @@ class MixedFit:
         return pd.Series(out, index=d.index)
 
     # ---- tables ----------------------------------------------------------------------
-    def _fixed_tests(self, **kwargs) -> tuple[pd.Series, pd.Series, pd.Series]:
-        """(statistic, df, p value) of each fixed effect: Wald z tests unless a fit knows better."""
+    def _fixed_tests(self, **kwargs) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+        """(std error, statistic, df, p value) of each fixed effect: Wald z tests unless a fit knows better."""
         stat = self.fixef / self.fixef_se
         df = pd.Series(np.nan, index=stat.index)
-        return stat, df, pd.Series(2 * stats.norm.sf(np.abs(stat)), index=stat.index)
+        return self.fixef_se, stat, df, pd.Series(2 * stats.norm.sf(np.abs(stat)), index=stat.index)
 
     def _tidy_frame(self, effects, **kwargs) -> pd.DataFrame:
         """The rows of ``tidy()`` without intervals (point fits: tests on beta, varcorr's sds)."""
         rows = []
         if "fixed" in effects:
-            stat, df, pv = self._fixed_tests(**kwargs)
+            se, stat, df, pv = self._fixed_tests(**kwargs)
             for name in self.fixef.index:
-                rows.append(("fixed", None, name, self.fixef[name], self.fixef_se[name], stat[name], df[name],
-                             pv[name]))
+                rows.append(("fixed", None, name, self.fixef[name], se[name], stat[name], df[name], pv[name]))
         if "ran_pars" in effects:
             for grp, term, est in ran_pars_rows(self.varcorr):
                 rows.append(("ran_pars", grp, term, est, np.nan, np.nan, np.nan, np.nan))

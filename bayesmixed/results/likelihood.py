@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayesmixed.errors import DesignError
+from bayesmixed.inference import boot_confint, bootstrap, kenward_roger, profile_confint
 from bayesmixed.results.base import MixedFit
 from bayesmixed.results.display import Summary, signif_stars
 from bayesmixed.results.idata import normal_approximation_idata
@@ -287,8 +289,15 @@ class LikelihoodFit(MixedFit):
                             index=self.fixef.index)
 
     # ---- tables ----------------------------------------------------------------------
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald confidence intervals for the fixed effects (lme4: ``confint(method="Wald")``).
+    def confint(self, level: float = 0.95, method: str = "wald", *, parm=None, nsim: int = 500, seed=None,
+                client=None, n_jobs=None) -> pd.DataFrame:
+        """Confidence intervals: Wald (fixed effects), profile likelihood or parametric bootstrap.
+
+        ``method="profile"`` is lme4's default ``confint(fit)``: every parameter
+        (``sd_(Intercept)|Subject``, ``cor_(Intercept).Days|Subject``, ``sigma``, fixed
+        effects) from the profiled ML deviance. ``method="boot"`` refits ``nsim``
+        simulated responses (lme4's ``confint(method="boot")``; ``seed``, ``client``
+        (a dask.distributed Client) and ``n_jobs`` as in :meth:`bootstrap`).
 
         Examples
         --------
@@ -298,12 +307,40 @@ class LikelihoodFit(MixedFit):
                     2.5 %  97.5 %
         Intercept  238.03  264.78
         Days         7.44   13.50
+        >>> fit.confint(method="profile").round(2).loc[["sigma", "Days"]]
+               2.5 %  97.5 %
+        sigma  22.90   28.86
+        Days    7.36   13.58
         """
+        method = str(method).lower()
+        if method == "profile":
+            return profile_confint(self, level=level, parm=parm)
+        if method == "boot":
+            return boot_confint(self, level=level, nsim=nsim, seed=seed, client=client, n_jobs=n_jobs)
+        if method != "wald":
+            raise DesignError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
         z = stats.norm.ppf(0.5 + level / 2)
         lo = self.fixef - z * self.fixef_se
         hi = self.fixef + z * self.fixef_se
         a = (1 - level) / 2
         return pd.DataFrame({f"{100 * a:.1f} %": lo, f"{100 * (1 - a):.1f} %": hi})
+
+    def bootstrap(self, nsim: int, seed=None, client=None, n_jobs=None) -> pd.DataFrame:
+        """Parametric bootstrap (lme4's ``bootMer``): one row of estimates per simulated refit.
+
+        Replicates run in sequence, through joblib (``n_jobs``) or on a Dask cluster
+        (``client``); the same ``seed`` gives the same replicates in every mode. Failed
+        refits stay as rows of NaN with ``status == "failed"`` (counted in ``attrs``).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).fit()
+        >>> boot = fit.bootstrap(5, seed=1)
+        >>> len(boot), list(boot.columns)
+        (5, ['Intercept', 'sd_(Intercept)|Batch', 'sigma', 'status'])
+        """
+        return bootstrap(self, nsim, seed=seed, client=client, n_jobs=n_jobs)
 
     def r2(self) -> dict[str, float]:
         """Nakagawa & Schielzeth marginal and conditional R² (Johnson's random-slope extension).
@@ -327,10 +364,27 @@ class LikelihoodFit(MixedFit):
     def _r2_residual_variance(self, var_r: float) -> float:
         return self.sigma**2
 
+    def _t_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """``estimate, std_error, df, t_value, p_value`` by Satterthwaite's or Kenward-Roger's method."""
+        return self.kenward_roger.table if _ddf(ddf) == "kenward-roger" else self.satterthwaite
+
+    @cached_property
+    def kenward_roger(self):
+        """Kenward-Roger results: adjusted ``vcov``, ``df`` and t ``table`` (pbkrtest / lmerTest).
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
+        >>> fit.kenward_roger.df.round(2).tolist()
+        [17.0, 17.0]
+        """
+        return kenward_roger(self)
+
     def _fixed_tests(self, ddf: str = "satterthwaite", **kwargs):
-        if self.design.family.is_gaussian_identity and ddf == "satterthwaite":
-            sat = self.satterthwaite
-            return sat["t_value"], sat["df"], sat["p_value"]
+        if self.design.family.is_gaussian_identity:
+            tab = self._t_table(ddf)
+            return tab["std_error"], tab["t_value"], tab["df"], tab["p_value"]
         return super()._fixed_tests()
 
     def tidy(self, *, conf_int: bool = False, conf_level: float = 0.95, effects=("fixed", "ran_pars"),
@@ -349,11 +403,14 @@ class LikelihoodFit(MixedFit):
         0  Intercept    251.41  17.0    237.01     265.80
         1       Days     10.47  17.0      7.21      13.73
         """
-        return self._tidy(conf_int, conf_level, effects, ddf=ddf)
+        return self._tidy(conf_int, conf_level, effects, ddf=_ddf(ddf))
 
     # ---- summary ----------------------------------------------------------------------
-    def summary(self, *, conf_level: float = 0.95) -> Summary:
-        """lme4's ``summary(fit)`` with lmerTest's Satterthwaite t tests: print it, or show it in a notebook.
+    def summary(self, *, conf_level: float = 0.95, ddf: str = "satterthwaite") -> Summary:
+        """lme4's ``summary(fit)`` with lmerTest's t tests: print it, or show it in a notebook.
+
+        ``ddf="Kenward-Roger"`` uses Kenward-Roger's adjusted standard errors and df
+        (lmerTest's ``summary(fit, ddf="Kenward-Roger")``) instead of Satterthwaite's.
 
         Examples
         --------
@@ -365,12 +422,17 @@ class LikelihoodFit(MixedFit):
         REML criterion at convergence: 1743.6283
         ...
         """
-        return super().summary(conf_level=conf_level)
+        self._summary_ddf = _ddf(ddf)
+        try:
+            return super().summary(conf_level=conf_level)
+        finally:
+            del self._summary_ddf
 
     def _summary_title(self) -> str:
         title = "Linear mixed model fit by REML" if self.reml else "Linear mixed model fit by maximum likelihood"
         if self.design.family.is_gaussian_identity and self.design.p:
-            title += " ['lmerMod'; t-tests use Satterthwaite's method]"
+            method = "Kenward-Roger's" if getattr(self, "_summary_ddf", "") == "kenward-roger" else "Satterthwaite's"
+            title += f" ['lmerMod'; t-tests use {method} method]"
         return title
 
     def _criteria_lines(self) -> list[str]:
@@ -398,7 +460,7 @@ class LikelihoodFit(MixedFit):
     def _fixed_table(self, conf_level: float = 0.95) -> pd.DataFrame:
         if self.design.family.is_gaussian_identity:
             try:
-                sat = self.satterthwaite
+                sat = self._t_table(getattr(self, "_summary_ddf", "satterthwaite"))
                 tab = pd.DataFrame({"Estimate": sat["estimate"], "Std. Error": sat["std_error"],
                                     "df": sat["df"], "t value": sat["t_value"], "Pr(>|t|)": sat["p_value"]})
                 tab[""] = [signif_stars(p) for p in sat["p_value"]]
@@ -420,3 +482,11 @@ class LikelihoodFit(MixedFit):
         (1, 1000, 18, 2)
         """
         return normal_approximation_idata(self)
+
+
+def _ddf(ddf: str) -> str:
+    """``"satterthwaite"`` or ``"kenward-roger"`` from the spellings lmerTest accepts."""
+    key = str(ddf).lower().replace("_", "-")
+    if key in ("satterthwaite", "kenward-roger", "kr"):
+        return "kenward-roger" if key == "kr" else key
+    raise DesignError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', got {ddf!r}")

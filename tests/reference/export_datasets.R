@@ -1,6 +1,7 @@
 # Export the data sets shipped in bayesmixed/datasets/data/ from R.
 #
-# Run from the repository root:   Rscript tests/reference/export_datasets.R
+# Run from the repository root:   Rscript tests/reference/export_datasets.R [name ...]
+# (with names, only those data sets are written)
 #
 # For each data set it writes
 #   bayesmixed/datasets/data/<name>.csv.gz   gzip CSV, R's column names, factors as labels,
@@ -9,8 +10,8 @@
 #   bayesmixed/datasets/data/<name>.json     sidecar: name, title, doc, source, rows,
 #                                            columns, categorical (levels in R's order),
 #                                            ordered (ordered-factor columns)
-# No radon data set is available in the installed R packages (rstanarm is not installed),
-# so none is exported.
+# radon comes from rstanarm (its data only: rstanarm itself is not attached), Salamanders
+# from glmmTMB.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -18,6 +19,8 @@ suppressPackageStartupMessages({
   library(mlmRev)
   library(jsonlite)
 })
+
+only <- commandArgs(trailingOnly = TRUE)
 
 out_dir <- file.path("bayesmixed", "datasets", "data")
 dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
@@ -40,6 +43,7 @@ csv_field <- function(s) {
 }
 
 export <- function(df, name, source, title, doc) {
+  if (length(only) && !(name %in% only)) return(invisible(NULL))
   df <- as.data.frame(df)
   # drop groupedData / other attributes: keep plain columns only
   cols <- lapply(names(df), function(nm) {
@@ -236,3 +240,27 @@ export(wvxyz, "wvxyz", "bayesmixed (ten-row tutorial example)",
     "(1 | w))) and in nlme as lme(x ~ y + z, random = ~1 | w/v). Every w value is",
     "distinct, so each group has a single observation.",
     "Columns: v, w, x, y, z - all numeric."))
+
+# ---------------------------------------------------------------- rstanarm
+radon_env <- new.env()
+data("radon", package = "rstanarm", envir = radon_env)
+export(radon_env$radon, "radon", "rstanarm::radon",
+  "Radon levels in Minnesota homes",
+  c("Radon measurements in 919 houses in 85 Minnesota counties (EPA radon survey) as",
+    "prepared by Gelman & Hill (2007), Data Analysis Using Regression and",
+    "Multilevel/Hierarchical Models, ch. 12; copied from the R package rstanarm (radon).",
+    "Columns: floor - floor of the measurement, 0 = basement, 1 = first floor (integer);",
+    "county - county name (factor, 85 levels); log_radon - log radon level (log pCi/L);",
+    "log_uranium - log soil uranium level (ppm) of the county, a county-level predictor.",
+    "Usual model: log_radon ~ floor + (1 | county), or + log_uranium."))
+
+# ---------------------------------------------------------------- glmmTMB
+export(glmmTMB::Salamanders, "Salamanders", "glmmTMB::Salamanders",
+  "Salamander counts in Appalachian streams",
+  c("Repeated counts of salamanders of 7 species/life stages at 23 stream sites, some",
+    "affected by mountaintop-removal coal mining (Price et al. 2016), 644 rows.",
+    "Columns: site - site (ORDERED factor in glmmTMB); mined - factor yes/no; cover,",
+    "DOP (days since precipitation), Wtemp (water temperature), DOY (day of year) -",
+    "scaled covariates; sample - repeated sample number (1-4); spp - species/life stage",
+    "(factor GP, PR, DM, EC-A, EC-L, DES-L, DF); count - number of salamanders observed.",
+    "lme4 example: glmer.nb(count ~ spp + mined + (1 | site))."))
