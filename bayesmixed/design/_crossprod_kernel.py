@@ -46,18 +46,19 @@ def accumulate_rows(c1, Xi1, C, V, wXY, w, q1, A11, xy1, A22r, rxy, keys, vals):
 
 
 @numba.njit(cache=True, nogil=True)
-def _stable_bucket(keys, vals, bucket_of, n_buckets):  # pragma: no cover - compiled
-    """Stable counting sort of (keys, vals) by ``bucket_of(key)`` buckets (given as an array)."""
+def _stable_bucket(keys, vals, q1, n_buckets, by_row):  # pragma: no cover - compiled
+    """Stable counting sort of (keys, vals) by ``key // q1`` (``by_row``) or ``key % q1``."""
     n = keys.shape[0]
     start = np.zeros(n_buckets + 1, dtype=np.int64)
     for e in range(n):
-        start[bucket_of[e] + 1] += 1
+        b = keys[e] // q1 if by_row else keys[e] % q1
+        start[b + 1] += 1
     for b in range(n_buckets):
         start[b + 1] += start[b]
     k2 = np.empty_like(keys)
     v2 = np.empty_like(vals)
     for e in range(n):
-        b = bucket_of[e]
+        b = keys[e] // q1 if by_row else keys[e] % q1
         pos = start[b]
         k2[pos] = keys[e]
         v2[pos] = vals[e]
@@ -69,8 +70,8 @@ def _stable_bucket(keys, vals, bucket_of, n_buckets):  # pragma: no cover - comp
 def sum_duplicates_radix(keys, vals, q1, n_rows):  # pragma: no cover - compiled
     """Sorted unique ``keys = row * q1 + col`` and their summed ``vals`` (equal keys summed in input
     order, as ``np.unique`` + ``np.bincount``), by two stable counting sorts: O(n)."""
-    k, v = _stable_bucket(keys, vals, keys % q1, q1)
-    k, v = _stable_bucket(k, v, k // q1, n_rows)
+    k, v = _stable_bucket(keys, vals, q1, q1, False)
+    k, v = _stable_bucket(k, v, q1, n_rows, True)
     n = k.shape[0]
     m = 0
     for e in range(n):

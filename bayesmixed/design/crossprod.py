@@ -86,11 +86,12 @@ class CrossProducts:
     def merged(self) -> "CrossProducts":
         """Merge the pending sparse parts into ``keys``/``vals`` (sorted, unique keys)."""
         if self.parts:
-            ks = [self.keys] + [k for k, _ in self.parts]
-            vs = [self.vals] + [v for _, v in self.parts]
+            keys = np.concatenate([self.keys] + [k for k, _ in self.parts])
+            vals = np.concatenate([self.vals] + [v for _, v in self.parts])
+            self.keys = self.vals = None
+            self.parts = []                       # free the parts before sorting (peak memory)
             lay = self.layout
-            self.keys, self.vals = sum_duplicates_radix(np.concatenate(ks), np.concatenate(vs), lay.q1,
-                                                        max(lay.q_rest, 1))
+            self.keys, self.vals = sum_duplicates_radix(keys, vals, lay.q1, max(lay.q_rest, 1))
             self.parts = []
         return self
 
