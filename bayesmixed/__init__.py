@@ -10,13 +10,17 @@ from bayesmixed.errors import (
 from bayesmixed.model import Model
 from bayesmixed.compare import anova, compare
 from bayesmixed.results.interpret import datagrid
-from bayesmixed.plots import plot_design, plot_ppc, plot_predictions, plot_ranef, plot_shrinkage
+from bayesmixed.plots import (
+    plot_comparisons, plot_design, plot_ppc, plot_predictions, plot_predictions_frame, plot_prior_predictive,
+    plot_priors, plot_ranef, plot_shrinkage, plot_slopes,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Model", "anova", "compare", "datagrid", "plot_shrinkage", "plot_ranef", "plot_design", "plot_predictions",
-    "plot_ppc", "load_dataset", "list_datasets", "describe_dataset",
+    "plot_ppc", "plot_priors", "plot_prior_predictive", "plot_comparisons", "plot_slopes",
+    "plot_predictions_frame", "load_dataset", "list_datasets", "describe_dataset",
     "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
     "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
     "ScaleWarning", "MissingDataWarning", "DoubleBarFactorWarning", "IdentifiabilityWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",

@@ -12,7 +12,9 @@ import inspect
 from functools import cached_property
 from typing import Any, Callable, NamedTuple
 
-from bayesmixed.bayes import build_pymc_model, fit_map, resolve_priors, sample_nuts, to_bambi
+from bayesmixed.bayes import build_pymc_model, fit_map, sample_nuts, to_bambi
+from bayesmixed.bayes.prior_predictive import sample_prior_predictive
+from bayesmixed.bayes.priors import validate_priors
 from bayesmixed.design import MixedDesign, build_design
 from bayesmixed.design.streamed import StreamedDesign, not_supported
 from bayesmixed.errors import DesignError
@@ -121,11 +123,12 @@ class Model:
         self.family = get_family(family, link)
         self.parsed = parse_formula(formula, random=random)
         self.data = data
-        self._priors_override = dict(priors or {})
         self.design: MixedDesign = build_design(
             self.parsed, data, family=self.family, weights=weights, offset=offset,
             na_action=na_action, control=control,
         )
+        self._priors = validate_priors(self.design, priors)     # bad names/values fail here, not at fit
+        self._priors_override = dict(priors or {})
         self._init_args = dict(formula=formula, family=family, link=link, random=random, weights=weights,
                                offset=offset, priors=priors, na_action=na_action, control=control)
 
@@ -243,4 +246,21 @@ class Model:
         >>> "sigma" in m.priors.to_frame()["parameter"].tolist()
         True
         """
-        return resolve_priors(self.design, self._priors_override)
+        return self._priors
+
+    def sample_prior_predictive(self, draws: int = 500, random_seed=None):
+        """Draws from the priors and the prior predictive distribution (ArviZ ``prior``, ``prior_predictive``).
+
+        The ``prior`` group has the posterior's names (``beta``, ``sd_<group>``,
+        ``cor_<group>`` pairs, ``sigma``, ``b_<group>``); see
+        :func:`bayesmixed.bayes.prior_predictive.sample_prior_predictive`.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+        >>> prior = m.sample_prior_predictive(draws=50, random_seed=1)
+        >>> sorted(prior["prior"].data_vars)
+        ['b_Subject', 'beta', 'cor_Subject', 'sd_Subject', 'sigma']
+        """
+        return sample_prior_predictive(self, draws=draws, random_seed=random_seed)

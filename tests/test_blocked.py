@@ -22,7 +22,7 @@ import pytest
 import scipy.sparse as sp
 
 import bayesmixed as bm
-from bayesmixed.likelihood._blocked import BlockedSystem
+from bayesmixed.likelihood._blocked import BlockedSystem, SparseA21
 from bayesmixed.likelihood.pls import ProfiledDeviance
 
 
@@ -67,8 +67,8 @@ def thetas(design, rng, k=3):
     return out
 
 
-def check_against_dense(design, rng, *, compiled=None):
-    system = BlockedSystem(design)
+def check_against_dense(design, rng, *, layout=None):
+    system = BlockedSystem(design, layout=layout)
     for theta in thetas(design, rng):
         F = system.factor(theta)
         ldL2, pwrss, beta, u, top = dense_reference(design, theta)
@@ -80,8 +80,8 @@ def check_against_dense(design, rng, *, compiled=None):
         if design.q <= 2000:
             LZ = system.dense_LZ(F)
             np.testing.assert_allclose(LZ @ LZ.T, top, atol=1e-9 * np.abs(top).max())
-    if compiled is not None:
-        assert (system._csc is not None) == compiled
+    if layout is not None:
+        assert isinstance(system.A21, SparseA21) == (layout == "sparse")
     return system
 
 
@@ -105,7 +105,8 @@ def sleep_with_factor():
 def test_blocked_equals_dense(formula, dataset, kw):
     data = sleep_with_factor() if dataset == "sleepw" else bm.load_dataset(dataset)
     design = bm.Model(formula, data, **kw).design
-    check_against_dense(design, np.random.default_rng(1), compiled=False)
+    for layout in ("dense", "sparse"):        # BLAS products and the compiled kernels
+        check_against_dense(design, np.random.default_rng(1), layout=layout)
 
 
 def test_vector_term_not_first_really_is_second():
@@ -130,26 +131,21 @@ def simulated_crossed(n_g1=400, n_g2=100, per=30, slope=False, seed=3):
 
 def test_compiled_scalar_kernel_equals_dense():
     design = bm.Model("y ~ x + (1 | g1) + (1 | g2)", simulated_crossed()).design
-    check_against_dense(design, np.random.default_rng(2), compiled=True)
+    check_against_dense(design, np.random.default_rng(2), layout="sparse")
 
 
 def test_compiled_vector_kernel_equals_dense():
     design = bm.Model("y ~ x + (1 + x | g1) + (1 | g2)", simulated_crossed(slope=True)).design
     assert design.reterms[0].n_cols == 2
-    check_against_dense(design, np.random.default_rng(4), compiled=True)
+    check_against_dense(design, np.random.default_rng(4), layout="sparse")
 
 
 def test_compiled_and_numpy_paths_agree():
-    """The same system through the scatter-add path and the compiled kernel."""
+    """The same system with a dense A21 (BLAS) and a sparse one (the compiled kernel)."""
     design = bm.Model("y ~ x + (1 + x | g1) + (1 | g2)", simulated_crossed(300, 60, 6, slope=True)).design
-    small = BlockedSystem(design)
-    big = BlockedSystem(design)
-    small._prepare_products()
-    assert small._csc is None
-    A = sp.csr_array(big.A21).tocsc()
-    A.sort_indices()
-    big._csc = (A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data.astype(float))
-    big._pgroups = big._pflat = None
+    small = BlockedSystem(design, layout="dense")
+    big = BlockedSystem(design, layout="sparse")
+    assert not isinstance(small.A21, SparseA21) and isinstance(big.A21, SparseA21)
     for theta in thetas(design, np.random.default_rng(5)):
         Fs, Fb = small.factor(theta), big.factor(theta)
         np.testing.assert_allclose(Fb.L22, Fs.L22, rtol=1e-10, atol=1e-12)
@@ -184,7 +180,32 @@ def test_insteval_system_uses_compiled_kernel_and_matches_lme4():
     case = next(c for c in load_reference("lmer")["cases"] if c["id"] == "insteval_ml")
     design = bm.Model(case["formula"], bm.load_dataset("InstEval")).design
     dev = ProfiledDeviance(design, reml=False)
-    dev.system._prepare_products()
-    assert dev.system._csc is not None
+    assert isinstance(dev.system.A21, SparseA21)
     for theta, expected in zip(case["theta_eval"], case["criterion_eval"]):
         assert dev(np.asarray(theta)) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("formula, dataset", [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),                 # one vector term
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),          # crossed
+])
+def test_reweighted_z_only_factor_equals_the_full_one(formula, dataset):
+    """PIRLS's use: reweight with working weights; the Z-only factor is the Z block of the full one."""
+    design = bm.Model(formula, bm.load_dataset(dataset)).design
+    rng = np.random.default_rng(7)
+    w, z = rng.uniform(0.2, 3.0, design.n), rng.normal(size=design.n)
+    theta = thetas(design, rng, 1)[1]
+    system = BlockedSystem(design)
+    system.reweight(w, z)
+    full = system.factor(theta)
+    system.reweight(w, None)
+    zf = system.factor(theta, z_only=True)
+    assert zf.ldL2 == pytest.approx(full.ldL2, rel=1e-12)
+    b = rng.normal(size=(design.q, 2))
+    np.testing.assert_allclose(zf.solve_L(b), full.solve_L(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(zf.solve_Lt(b), full.solve_Lt(b), rtol=1e-10, atol=1e-12)
+    ZL = (design.Z @ design.Lambda(theta)).toarray()
+    M = ZL.T @ (w[:, None] * ZL) + np.eye(design.q)
+    np.testing.assert_allclose(M @ zf.solve_Lt(zf.solve_L(b)), b, atol=1e-9)
+    with pytest.raises(ValueError):
+        zf.pwrss

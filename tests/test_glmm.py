@@ -15,7 +15,8 @@ from scipy import integrate, stats
 import bayesmixed as bm
 from bayesmixed.errors import DesignError, SeparationWarning, SingularFitWarning
 from bayesmixed.likelihood.agq import gh_rule
-from bayesmixed.likelihood.pirls import LaplaceDeviance, ZStructure
+from bayesmixed.likelihood._blocked import BlockedSystem
+from bayesmixed.likelihood.pirls import LaplaceDeviance
 from conftest import load_reference
 
 REF = {c["id"]: c for c in load_reference("glmer")["cases"]}
@@ -50,7 +51,9 @@ def test_blocked_factor_equals_dense(seed):
     rng = np.random.default_rng(seed + 10)
     theta = np.array([0.8, -0.3, 0.5, 1.3])
     w = rng.uniform(0.2, 3.0, design.n)
-    F = ZStructure(design).factor(theta, w)
+    system = BlockedSystem(design)
+    system.reweight(w, design.y)
+    F = system.factor(theta)
     ZL = (design.Z @ design.Lambda(theta)).toarray()
     M = ZL.T @ (w[:, None] * ZL) + np.eye(design.q)
     assert F.ldL2 == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-12)

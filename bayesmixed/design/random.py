@@ -118,6 +118,68 @@ class ReTerm:
         T = self.lambda_block(theta)
         return sigma**2 * (T @ T.T)
 
+    cov_from_theta = covariance
+
+    def theta_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) in T_i of theta's elements, in lme4's order.
+
+        Examples
+        --------
+        >>> t = ReTerm("g", "g", ("a", "b"), ("1", "x"), np.zeros(2, dtype=np.int64), np.ones((2, 2)))
+        >>> [v.tolist() for v in t.theta_positions()]
+        [[0, 1, 1], [0, 0, 1]]
+        """
+        if not self.correlated:
+            k = np.arange(self.n_cols)
+            return k, k
+        return self._tril
+
+    def lambda_matrix(self, theta: np.ndarray) -> sp.csc_array:
+        """(q, q) sparse block of Lambda for this term: ``I_{n_levels} (x) T_i``."""
+        return sp.kron(sp.eye_array(self.n_levels), self.lambda_block(theta), format="csc")
+
+    def lambda_mul(self, theta: np.ndarray, v: np.ndarray, trans: bool = False) -> np.ndarray:
+        """``(I (x) T_i) v`` (or with ``T_i'``) for v of shape (q,) or (q, m), level-major rows.
+
+        Examples
+        --------
+        >>> t = ReTerm("g", "g", ("a", "b"), ("1", "x"), np.zeros(2, dtype=np.int64), np.ones((2, 2)))
+        >>> t.lambda_mul(np.array([1.0, 0.5, 2.0]), np.ones(4)).tolist()
+        [1.0, 2.5, 1.0, 2.5]
+        """
+        if self.n_cols == 1:
+            return v * theta[0]
+        T = self.lambda_block(theta)
+        M = T.T if trans else T
+        vv = v.reshape(self.n_levels, self.n_cols, -1)
+        return np.einsum("ab,gbm->gam", M, vv).reshape(v.shape)
+
+    def zb(self, b: np.ndarray) -> np.ndarray:
+        """``Z_i b`` for this term's (q,) block of b (level-major).
+
+        Examples
+        --------
+        >>> t = ReTerm("g", "g", ("a", "b"), ("1",), np.array([0, 1, 1]), np.ones((3, 1)))
+        >>> t.zb(np.array([2.0, -1.0])).tolist()
+        [2.0, -1.0, -1.0]
+        """
+        if self.n_cols == 1:
+            return self.Xi[:, 0] * b[self.codes]
+        bt = np.asarray(b).reshape(self.n_levels, self.n_cols)
+        return np.einsum("ij,ij->i", self.Xi, bt[self.codes])
+
+    def ztv(self, v: np.ndarray) -> np.ndarray:
+        """``Z_i' v`` for v of shape (n,) or (n, m): (q,) or (q, m), level-major."""
+        vec = v.ndim == 1
+        V = v[:, None] if vec else v
+        k = self.n_cols
+        out = np.empty((self.q, V.shape[1]))
+        for a in range(k):
+            xv = V * self.Xi[:, a:a + 1]
+            for j in range(V.shape[1]):
+                out[a::k, j] = np.bincount(self.codes, weights=xv[:, j], minlength=self.n_levels)
+        return out[:, 0] if vec else out
+
 
 def group_codes(columns: list[np.ndarray | object]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Codes and level labels of a factor or an interaction of factors (``a:b``).

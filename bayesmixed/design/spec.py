@@ -172,10 +172,8 @@ class MixedDesign:
         >>> L.shape, L[:2, :2].toarray().tolist()
         ((36, 36), [[1.0, 0.0], [0.5, 2.0]])
         """
-        blocks = [
-            sp.kron(sp.eye_array(t.n_levels), t.lambda_block(theta[s]))
-            for t, s in zip(self.reterms, self.theta_slices)
-        ]
+        theta = np.asarray(theta, dtype=float)
+        blocks = [t.lambda_matrix(theta[s]) for t, s in zip(self.reterms, self.theta_slices)]
         return sp.block_diag(blocks, format="csc") if blocks else sp.csc_array((0, 0))
 
     def lambda_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -189,6 +187,47 @@ class MixedDesign:
         [[1.0, 0.0], [0.5, 2.0]]
         """
         return [t.lambda_block(theta[s]) for t, s in zip(self.reterms, self.theta_slices)]
+
+    def lambda_mul(self, theta: np.ndarray, u: np.ndarray, trans: bool = False) -> np.ndarray:
+        """``Lambda(theta) u`` (or ``Lambda' u``) for u of shape (q,) or (q, m), term by term.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> d.lambda_mul([1.0, 0.5, 2.0], np.ones(36))[:2].tolist()
+        [1.0, 2.5]
+        """
+        theta = np.asarray(theta, dtype=float)
+        if len(self.reterms) == 1:
+            return self.reterms[0].lambda_mul(theta, u, trans)
+        parts = [t.lambda_mul(theta[ts], u[bs], trans)
+                 for t, ts, bs in zip(self.reterms, self.theta_slices, self.b_slices)]
+        return np.concatenate(parts) if parts else np.zeros_like(u)
+
+    def Zb(self, b: np.ndarray) -> np.ndarray:
+        """``Z b`` for b of shape (q,), without forming Z.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> d = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design
+        >>> b = np.arange(36.0)
+        >>> bool(np.allclose(d.Zb(b), d.Z @ b))
+        True
+        """
+        if len(self.reterms) == 1:
+            return self.reterms[0].zb(b)
+        out = np.zeros(self.n)
+        for t, s in zip(self.reterms, self.b_slices):
+            out += t.zb(b[s])
+        return out
+
+    def Ztv(self, v: np.ndarray) -> np.ndarray:
+        """``Z' v`` for v of shape (n,) or (n, m), without forming Z."""
+        if not self.reterms:
+            return np.zeros((0,) + v.shape[1:])
+        return np.concatenate([t.ztv(v) for t in self.reterms])
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -1,274 +1,336 @@
-"""Blocked Cholesky factor of the augmented PLS system (MixedModels.jl's layout).
+"""Blocked Cholesky factor of the augmented PLS system, for LMMs and (reweighted) GLMMs.
 
 The system is ``M(theta) = Lam~' [Z X y]' W [Z X y] Lam~ + diag(I_q, 0)`` with
-``Lam~ = blockdiag(Lambda(theta), I_{p+1})``. Terms come in lme4's order (most
-levels first), so the first term's block of ``Z'WZ`` is block diagonal with
-``n_cols x n_cols`` blocks: its factor is a batch of tiny Cholesky factors. The
-rest (other terms, X, y) is a dense Schur complement of moderate size, factored by
-LAPACK. This is the sparsity that matters for nested and crossed designs
-(Bates et al. 2015, JSS Sec. 3.6; MixedModels.jl's ``BlockedSparse``).
+``Lam~ = blockdiag(Lambda(theta), I_{p+1})`` (MixedModels.jl's layout). Terms come
+in lme4's order (most levels first), so the first term's block of ``Z'WZ`` is block
+diagonal with ``n_cols x n_cols`` blocks: its factor is a batch of tiny Cholesky
+factors. The rest (other terms, X, y) is a dense Schur complement of moderate size,
+factored by LAPACK (Bates et al. 2015, JSS Sec. 3.6; MixedModels.jl's ``BlockedSparse``).
+
+An LMM weights the system once (prior weights, y); PIRLS for a GLMM calls
+:meth:`BlockedSystem.reweight` with the working weights and working response at every
+iteration and refactors the same system, as MixedModels.jl's GLMM does with its LMM.
+The index structure of every cross product is computed once, so a reweight is a few
+``bincount`` calls.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmixed.design.spec import MixedDesign
-
-
-def _right_kron(A: np.ndarray, starts: list[int], terms, blocks) -> np.ndarray:
-    """A @ blockdiag(I_l (x) T_j ...) applied to the leading column blocks of dense A."""
-    out = A.copy()
-    for start, t, T in zip(starts, terms, blocks):
-        k, l = t.n_cols, t.n_levels
-        cols = slice(start, start + l * k)
-        if k == 1:
-            out[:, cols] *= T[0, 0]
-        else:
-            m = A.shape[0]
-            out[:, cols] = (A[:, cols].reshape(m, l, k) @ T).reshape(m, l * k)
-    return out
-
-
-@dataclass
-class BlockedFactor:
-    """Factor pieces at one theta. L = [[L11, 0], [L21, L22]] over (Z1 | Zrest, X, y)."""
-
-    L11: np.ndarray            # (l1, k1, k1) lower factors of the first term's diagonal blocks
-    L21: sp.csr_array | None   # (m, q1) sparse; filled on demand by BlockedSystem.L21
-    L22: np.ndarray            # (m, m) dense lower
-    q1: int
-    q_rest: int
-    p: int
-    theta: np.ndarray | None = None
-
-    @property
-    def ldL2(self) -> float:
-        """log |L_Z|^2 = log det(Lambda'Z'WZ Lambda + I)."""
-        d1 = np.diagonal(self.L11, axis1=1, axis2=2)
-        d2 = np.diag(self.L22)[: self.q_rest]
-        return 2.0 * (np.log(d1).sum() + np.log(d2).sum())
-
-    @property
-    def RX_diag(self) -> np.ndarray:
-        return np.diag(self.L22)[self.q_rest : self.q_rest + self.p]
-
-    @property
-    def ldRX2(self) -> float:
-        return 2.0 * np.log(np.abs(self.RX_diag)).sum()
-
-    @property
-    def pwrss(self) -> float:
-        return float(self.L22[-1, -1] ** 2)
+from bayesmixed.errors import FitError
+from bayesmixed.likelihood._blocked_factor import (
+    BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
+)
+from bayesmixed.likelihood._kernels import (
+    first_term_blocks, rank_update_lower, schur_scalar_upper, symmetric_from_lower,
+)
 
 
 class BlockedSystem:
-    """Theta-free cross products, computed once; ``factor(theta)`` per evaluation."""
+    """Index structure of the weighted cross products (built once); ``reweight`` and ``factor``.
+
+    Parameters
+    ----------
+    design : MixedDesign
+        Needs at least one random-effects term.
+    weights, y : array, optional
+        Weights and response of the initial weighting (default: the design's prior
+        weights and ``y - offset``, the LMM's system).
+    X : array, optional
+        The dense columns between Z and y (default ``design.X``; PIRLS at fixed beta
+        uses none: ``np.empty((n, 0))``).
+    layout : {"dense", "sparse"}, optional
+        Storage of ``A21 = [Zrest X y]' W Z1``: dense (products by BLAS) or a fixed-pattern
+        CSC matrix (products by the compiled kernels of ``_kernels.py``); chosen from the
+        work each needs unless given.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> m = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...              bm.load_dataset("cbpp"), family="binomial")
+    >>> system = BlockedSystem(m.design)
+    >>> system.reweight(np.ones(m.design.n), m.design.y)
+    >>> F = system.factor(np.array([1.0]))                      # W = I, theta = 1
+    >>> n_per_herd = np.bincount(m.design.reterms[0].codes)
+    >>> bool(np.isclose(F.ldL2, np.log1p(n_per_herd).sum()))   # log det(Z'Z + I)
+    True
+    """
 
     def __init__(self, design: MixedDesign, y: np.ndarray | None = None,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, *, X: np.ndarray | None = None,
+                 layout: str | None = None) -> None:
         if not design.reterms:
-            raise ValueError("no random-effects terms")
+            raise FitError("no random-effects terms")
         self.design = design
-        terms = design.reterms
-        w = design.weights if weights is None else weights
-        sw = np.sqrt(w)
-        yy = (design.y - design.offset) if y is None else y
-        self.t1, self.rest = terms[0], terms[1:]
+        self.t1, self.rest = design.reterms[0], design.reterms[1:]
         t1 = self.t1
-        k1, l1 = t1.n_cols, t1.n_levels
-        # A11: (l1, k1, k1) blocks of Z1' W Z1
-        Xw1 = t1.Xi * sw[:, None]
-        outer = Xw1[:, :, None] * Xw1[:, None, :]
-        A11 = np.zeros((l1, k1, k1))
-        np.add.at(A11, t1.codes, outer)
-        self.A11 = A11
-        # B = [Zrest X y] weighted
-        p = design.p
-        self.q1 = t1.q
+        self.k1, self.l1, self.q1 = t1.n_cols, t1.n_levels, t1.q
         self.q_rest = sum(t.q for t in self.rest)
-        self.p = p
-        Zr = (sp.hstack([t.Zi for t in self.rest], format="csc") if self.rest
-              else sp.csc_array((design.n, 0)))
-        Zrw = sp.csc_array(sp.diags_array(sw) @ Zr)
-        XYw = np.column_stack([design.X, yy]) * sw[:, None]
-        Z1w = sp.csc_array(sp.diags_array(sw) @ t1.Zi)
-        # A22 dense (m, m), A21 sparse (m, q1)
-        ZrZr = (Zrw.T @ Zrw).toarray()
-        ZrXY = np.asarray(Zrw.T @ XYw)
-        XYXY = XYw.T @ XYw
-        self.A22 = np.block([[ZrZr, ZrXY], [ZrXY.T, XYXY]])
-        A21_top = sp.csr_array(Zrw.T @ Z1w)
-        A21_bot = sp.csr_array(np.asarray((Z1w.T @ XYw).T))
-        self.A21 = sp.csr_array(sp.vstack([A21_top, A21_bot]))
-        self.m = self.A22.shape[0]
+        X = design.X if X is None else X
+        self.p = X.shape[1]
+        self._XY = np.empty((design.n, self.p + 1))           # [X y], y rewritten by reweight
+        self._XY[:, :-1] = X
+        self._Xi1 = np.ascontiguousarray(t1.Xi, dtype=float)
+        self._zero_shift = np.zeros(self.p)
+        self.m = self.q_rest + self.p + 1
         self._starts = np.cumsum([0] + [t.q for t in self.rest])[:-1].tolist()
-        self._diag_idx = np.arange(self.q_rest)
+        self._theta_slices = design.theta_slices
+        self.scalar_rest = all(t.n_cols == 1 for t in self.rest)
+        self._diag_rest = (np.arange(self.q_rest), np.arange(self.q_rest))
+        self._index(layout)
+        w = design.weights if weights is None else weights
         self.ldW = float(np.log(w[w > 0]).sum())
+        if y is None:
+            # the LMM: y less its weighted least-squares fit on X, so that the y row of the
+            # factor (and pwrss = L[y, y]^2) does not lose digits to the mean of y
+            yy = design.y - design.offset
+            sw = np.sqrt(w)
+            shift = np.linalg.lstsq(self._XY[:, :-1] * sw[:, None], yy * sw, rcond=None)[0] if self.p \
+                else np.zeros(0)
+            self.reweight(w, yy - self._XY[:, :-1] @ shift)
+            self.beta_shift = shift
+        else:
+            self.reweight(w, y)
 
-    def _lambda_rest_sparse(self, blocks_rest) -> sp.csr_array:
-        mats = [sp.kron(sp.eye_array(t.n_levels), T, format="csr") for t, T in zip(self.rest, blocks_rest)]
-        mats.append(sp.eye_array(self.p + 1, format="csr"))
-        return sp.csr_array(sp.block_diag(mats, format="csr"))
-
-    def _prepare_products(self) -> None:
-        """Index the level blocks of A21 once, for P(theta1) = A21 D A21' by scatter-add.
-
-        For level g of the first term, V_g holds the nonzero rows of its k1 columns
-        of A21 (r_g x k1). Then A21 D A21' = sum_g V_g D_g V_g' with the small
-        k1 x k1 matrices D_g = T1 (T1' A11_g T1 + I)^{-1} T1' (the Schur complement
-        of the first term's block; JSS Sec. 3.6). Levels with equal r_g are batched.
-        """
-        k1, l1 = self.t1.n_cols, self.t1.n_levels
-        A = sp.csr_array(self.A21).tocsc()
-        A.sort_indices()
-        # large designs: a compiled rank update over the CSC arrays, no index expansion
-        work = int(np.sum(np.diff(A.indptr) ** 2)) * k1
-        if work > 300_000:
-            self._csc = (A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data.astype(float))
-            self._pgroups, self._pflat = None, None
+    # ---- structure ---------------------------------------------------------------------------
+    def _index(self, layout: str | None) -> None:
+        t1, k1, q1, qr = self.t1, self.k1, self.q1, self.q_rest
+        ar = np.arange(k1)
+        self._idx11 = (t1.codes[:, None, None] * k1 * k1 + ar[:, None] * k1 + ar[None, :]).ravel()
+        self._val11 = (self._Xi1[:, :, None] * self._Xi1[:, None, :]).ravel()
+        c1 = t1.codes[:, None] * k1 + ar                                     # (n, k1) Z1 columns
+        pp = self.p + 1
+        self._idx_xy1 = (np.arange(pp)[None, :, None] * q1 + c1[:, None, :]).ravel()
+        cols, vals = [], []
+        for s, t in zip(self._starts, self.rest):
+            cols.append(s + t.codes[:, None] * t.n_cols + np.arange(t.n_cols))
+            vals.append(np.asarray(t.Xi, dtype=float))
+        if self.rest:
+            C, V = np.hstack(cols), np.hstack(vals)                          # (n, kr)
+            self._kr = C.shape[1]
+            self._V = V
+            self._idx22 = (C[:, :, None] * qr + C[:, None, :]).ravel()
+            self._val22 = (V[:, :, None] * V[:, None, :]).ravel()
+            self._idx_rxy = (C[:, :, None] * pp + np.arange(pp)).ravel()
+            keys = (C[:, :, None].astype(np.int64) * q1 + c1[:, None, :]).ravel()
+            uniq, inv = np.unique(keys, return_inverse=True)
+            self._inv21 = inv.ravel()
+            self._val21 = (V[:, :, None] * self._Xi1[:, None, :]).ravel()
+            rows_r, cols_r = uniq // q1, uniq % q1
+        else:
+            rows_r = cols_r = np.zeros(0, dtype=np.int64)
+            self._kr = 0
+        nnz = rows_r.size + pp * q1
+        work = (np.bincount(cols_r, minlength=q1) + pp).astype(np.int64) ** 2
+        self._dense21 = self.m * q1 <= 4_000_000 and (int(work.sum()) * k1 > 0.1 * self.m**2 * q1
+                                                       or self.m * q1 <= 2_000)
+        if layout is not None:
+            self._dense21 = layout == "dense"
+        if self._dense21:
+            self._flat_r = rows_r * q1 + cols_r
             return
-        self._csc = None
-        groups: dict[int, list[int]] = {}
-        level_rows = []
-        for g in range(l1):
-            lo, hi = A.indptr[g * k1], A.indptr[(g + 1) * k1]
-            rows = np.unique(A.indices[lo:hi])
-            level_rows.append(rows)
-            groups.setdefault(len(rows), []).append(g)
-        self._pgroups = []
-        flat_parts = []
-        dense = A.toarray() if A.shape[0] * A.shape[1] <= 4_000_000 else None
-        for r, levels in sorted(groups.items()):
-            if r == 0:
-                continue
-            levels = np.asarray(levels)
-            rows = np.stack([level_rows[g] for g in levels])                     # (nl, r)
-            cols = levels[:, None] * k1 + np.arange(k1)                          # (nl, k1)
-            if dense is not None:
-                V = dense[rows[:, :, None], cols[:, None, :]]                    # (nl, r, k1)
-            else:
-                V = np.stack([A[rows[i]][:, cols[i]].toarray() for i in range(len(levels))])
-            self._pgroups.append((levels, V))
-            flat_parts.append((rows[:, :, None] * self.m + rows[:, None, :]).ravel())
-        self._pflat = np.concatenate(flat_parts) if flat_parts else np.zeros(0, dtype=np.int64)
+        # CSC with sorted rows: each column holds its Z-rest rows, then the p + 1 rows of X and y
+        counts = np.bincount(cols_r, minlength=q1) + pp
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        order = np.lexsort((rows_r, cols_r))
+        rank = np.empty(rows_r.size, dtype=np.int64)
+        starts_c = np.concatenate([[0], np.cumsum(counts - pp)])
+        rank[order] = np.arange(rows_r.size) - starts_c[cols_r[order]]
+        self._pos_r = indptr[cols_r] + rank
+        nr = counts - pp
+        self._pos_xy = (indptr[:-1][None, :] + nr[None, :] + np.arange(pp)[:, None]).ravel()   # (pp, q1)
+        indices = np.empty(nnz, dtype=np.int64)
+        indices[self._pos_r] = rows_r
+        indices[self._pos_xy] = (qr + np.arange(pp)[:, None] + np.zeros(q1, dtype=np.int64)).ravel()
+        self._indptr, self._indices = indptr, indices
+        self._cols = np.repeat(np.arange(q1), counts)
+
+    def theta_of(self, theta: np.ndarray, i: int) -> np.ndarray:
+        return theta[self._theta_slices[i]]
+
+    # ---- weighting ---------------------------------------------------------------------------
+    def reweight(self, w: np.ndarray, y: np.ndarray | None) -> None:
+        """Cross products of ``[Z X y]`` with weights ``w`` (new arrays: older factors keep theirs).
+
+        ``y=None``: the Z blocks only (X and y rows zero), for ``factor(theta, z_only=True)``.
+        """
+        k1, l1, q1, qr = self.k1, self.l1, self.q1, self.q_rest
+        pp = self.p + 1
+        self.beta_shift = self._zero_shift
+        self.A11 = np.bincount(self._idx11, weights=_rep(w, k1 * k1) * self._val11,
+                               minlength=l1 * k1 * k1).reshape(l1, k1, k1)
+        A22 = np.zeros((self.m, self.m))
+        if y is None:
+            xy1 = 0.0
+        else:
+            XY = self._XY
+            XY[:, -1] = y
+            wXY = XY * w[:, None]
+            xy1 = np.bincount(self._idx_xy1, weights=(wXY[:, :, None] * self._Xi1[:, None, :]).ravel(),
+                              minlength=pp * q1)                              # (pp, q1) flat
+            A22[qr:, qr:] = XY.T @ wXY
+        if self.rest:
+            kr = self._kr
+            A22[:qr, :qr] = np.bincount(self._idx22, weights=_rep(w, kr * kr) * self._val22,
+                                        minlength=qr * qr).reshape(qr, qr)
+            if y is not None:
+                rxy = np.bincount(self._idx_rxy, weights=(self._V[:, :, None] * wXY[:, None, :]).ravel(),
+                                  minlength=qr * pp).reshape(qr, pp)
+                A22[:qr, qr:] = rxy
+                A22[qr:, :qr] = rxy.T
+            a21r = np.bincount(self._inv21, weights=_rep(w, kr * k1) * self._val21)
+        else:
+            a21r = np.zeros(0)
+        self.A22 = A22
+        if self._dense21:
+            A21 = np.zeros(self.m * q1)
+            A21[self._flat_r] = a21r
+            A21[qr * q1:] = xy1
+            self.A21 = A21.reshape(self.m, q1)
+        else:
+            data = np.empty(self._indices.size)
+            data[self._pos_r] = a21r
+            data[self._pos_xy] = xy1
+            self.A21 = SparseA21(data, self._indices, self._indptr, self._cols, (self.m, q1))
+
+    # ---- the factor ----------------------------------------------------------------------------
+    def lambda_rest(self, theta: np.ndarray, v: np.ndarray, trans: bool = False) -> np.ndarray:
+        """Lambda_rest v (or its transpose) for v of shape (q_rest, r), term by term."""
+        out = np.empty_like(v)
+        for i, (s, t) in enumerate(zip(self._starts, self.rest)):
+            out[s : s + t.q] = t.lambda_mul(self.theta_of(theta, i + 1), v[s : s + t.q], trans)
+        return out
 
     def _D_blocks(self, T1: np.ndarray):
-        """(L11, D): first-term factors and D_g = T1 M11_g^{-1} T1' for every level."""
-        k1 = self.t1.n_cols
-        if k1 == 1:
-            t2 = T1[0, 0] ** 2
-            M = t2 * self.A11 + 1.0
-            return np.sqrt(M), t2 / M
-        M11 = T1.T @ self.A11 @ T1 + np.eye(k1)
-        L11 = np.linalg.cholesky(M11)
-        Linv = np.linalg.inv(L11)
-        W = T1 @ np.swapaxes(Linv, 1, 2)                                         # T1 L^{-T}
-        return L11, W @ np.swapaxes(W, 1, 2)
+        """(L11, L11^{-1}, W): factors of T1' A11_g T1 + I and W_g = T1 L11_g^{-T} (D_g = W_g W_g')."""
+        if self.k1 == 1:
+            t = T1[0, 0]
+            L11 = np.sqrt(t * t * self.A11 + 1.0)
+            Linv = 1.0 / L11
+            return L11, Linv, t * Linv
+        return first_term_blocks(self.A11, np.ascontiguousarray(T1))
 
-    def factor(self, theta: np.ndarray) -> BlockedFactor:
-        d = self.design
-        blocks = d.lambda_blocks(np.asarray(theta, dtype=float))
-        T1, Trest = blocks[0], blocks[1:]
-        if not hasattr(self, "_csc"):
-            self._prepare_products()
-        L11, D = self._D_blocks(T1)
-        scalar_rest = all(t.n_cols == 1 for t in self.rest)
-        if scalar_rest:
+    def _schur_product(self, Wd: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """A21 D A21' (or, fused, the whole scaled Schur complement's upper triangle)."""
+        k1, A21 = self.k1, self.A21
+        if isinstance(A21, SparseA21):
+            csc = (A21.indptr, A21.indices, A21.data)
+            if k1 == 1 and scale is not None:
+                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest)
+            D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
+            P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
+            return P if scale is not None else symmetric_from_lower(P)
+        if k1 == 1:
+            B = A21 * Wd[:, 0, 0]
+            return B @ B.T
+        B = np.matmul(A21.reshape(self.m, self.l1, k1).transpose(1, 0, 2), Wd)      # (l1, m, k1)
+        B = B.transpose(1, 0, 2).reshape(self.m, -1)
+        return B @ B.T
+
+    def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
+        """Blocked Cholesky factor of the system at ``theta`` with the current weights.
+
+        ``z_only``: the factor of ``Lambda'Z'WZ Lambda + I`` alone (no X and y rows), enough
+        for the Laplace criterion and conditional variances at fixed beta.
+        """
+        theta = np.asarray(theta, dtype=float)
+        blocks = self.design.lambda_blocks(theta)
+        L11, L11inv, Wd = self._D_blocks(blocks[0])
+        qr = self.q_rest
+        if z_only and not qr:
+            return self._new_factor(blocks, L11, L11inv, np.zeros((0, 0)), theta, True)
+        scale = None
+        if self.scalar_rest:
             scale = np.ones(self.m)
-            for start, t, T in zip(self._starts, self.rest, Trest):
+            for start, t, T in zip(self._starts, self.rest, blocks[1:]):
                 scale[start : start + t.q] = T[0, 0]
-        if self._csc is not None and self.t1.n_cols == 1 and scalar_rest:
-            from bayesmixed.likelihood._kernels import schur_scalar_upper
-
-            U = schur_scalar_upper(self.A22, *self._csc, D.reshape(-1), scale, self.q_rest)
-            L22 = sla.cholesky(U.T, lower=True, overwrite_a=True, check_finite=False)
-            return BlockedFactor(L11=L11, L21=None, L22=L22, q1=self.q1, q_rest=self.q_rest, p=self.p,
-                                 theta=np.asarray(theta, dtype=float))
-        # P = A21 D A21' (dense m x m); only its lower triangle is used by the factorization
-        if self._csc is not None:
-            from bayesmixed.likelihood._kernels import rank_update_lower, symmetric_from_lower
-
-            P = rank_update_lower(np.zeros((self.m, self.m)), *self._csc,
-                                  np.ascontiguousarray(D.reshape(-1, self.t1.n_cols, self.t1.n_cols)),
-                                  self.t1.n_cols)
-            if not scalar_rest:                      # Lr' S0 Lr mixes both triangles
-                P = symmetric_from_lower(P)
+        P = self._schur_product(Wd, scale)
+        if isinstance(self.A21, SparseA21) and self.k1 == 1 and scale is not None:
+            S = P.T                                    # fused kernel: P is already S's upper triangle
         else:
-            contrib = []
-            for levels, V in self._pgroups:
-                Dg = D[levels]                                                   # (nl, k1, k1)
-                contrib.append(((V @ Dg) @ np.swapaxes(V, 1, 2)).ravel())        # (nl, r, r)
-            vals = np.concatenate(contrib) if contrib else np.zeros(0)
-            P = np.bincount(self._pflat, weights=vals, minlength=self.m * self.m).reshape(self.m, self.m)
-        S0 = self.A22 - P
-        # S = Lr' S0 Lr + diag(I_qr, 0)
-        if scalar_rest:
-            S = S0 * scale[:, None]
-            S *= scale[None, :]
-        else:
-            half = _right_kron(S0, self._starts, self.rest, Trest)
-            S = _right_kron(np.ascontiguousarray(half.T), self._starts, self.rest, Trest)
-        S[self._diag_idx, self._diag_idx] += 1.0
-        L22 = sla.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
-        return BlockedFactor(L11=L11, L21=None, L22=L22, q1=self.q1, q_rest=self.q_rest, p=self.p,
-                             theta=np.asarray(theta, dtype=float))
+            S = self.A22 - P
+            if not qr:
+                pass                                   # one term: only X and y in the dense block
+            elif scale is not None:
+                S *= scale[:, None]
+                S *= scale[None, :]
+            else:
+                S[:qr] = self.lambda_rest(theta, S[:qr], trans=True)
+                S[:, :qr] = self.lambda_rest(theta, np.ascontiguousarray(S[:, :qr].T), trans=True).T
+            if qr:
+                S[self._diag_rest] += 1.0
+        L22 = _cholesky(S[:qr, :qr] if z_only else S)
+        return self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
 
-    def L21(self, F: BlockedFactor) -> sp.csr_array:
-        """Sparse (m, q1) block L21 = Lr' A21 T1blk L11^{-T} (needed only at the optimum)."""
-        if F.L21 is not None:
-            return F.L21
-        blocks = self.design.lambda_blocks(F.theta)
-        T1, Trest = blocks[0], blocks[1:]
-        k1, l1 = self.t1.n_cols, self.t1.n_levels
-        if k1 == 1:
-            Binv = sp.diags_array(T1[0, 0] / F.L11[:, 0, 0])
-        else:
-            blk = T1 @ np.swapaxes(np.linalg.inv(F.L11), 1, 2)
-            Binv = sp.bsr_array((blk, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
-        Lr = self._lambda_rest_sparse(Trest)
-        F.L21 = sp.csr_array(Lr.T @ self.A21 @ Binv)
-        return F.L21
+    def _new_factor(self, blocks, L11, L11inv, L22, theta, z_only) -> BlockedFactor:
+        F = BlockedFactor(system=self, blocks=blocks, L11=L11, L22=L22, A21=self.A21, theta=theta,
+                          beta_shift=self.beta_shift, z_only=z_only)
+        F.__dict__["_L11inv"] = L11inv
+        return F
 
-    # ---- solutions at a factor ------------------------------------------------------
+    # ---- solutions at a factor -------------------------------------------------------------
+    def solve_u(self, F: BlockedFactor, beta: np.ndarray) -> np.ndarray:
+        """Spherical u given beta: ``L_Z' u = c_Z - L_XZ' beta`` (back-substitution with L')."""
+        qr, p = self.q_rest, self.p
+        beta = beta - F.beta_shift
+        L22 = F.L22
+        ly = L22[-1, :-1]
+        u_r = np.zeros(0)
+        if qr:
+            rhs_r = ly[:qr] - L22[qr : qr + p, :qr].T @ beta
+            u_r = _trsolve(L22[:qr, :qr], rhs_r, trans=1)
+        e = np.concatenate([-self.lambda_rest(F.theta, u_r[:, None])[:, 0] if qr else u_r, -beta, [1.0]])
+        v = self.t1.lambda_mul(self.theta_of(F.theta, 0), _a21_mul(F.A21, e, trans=True), trans=True)
+        rhs1 = _mul11(F.L11inv, v[:, None])
+        u1 = _mul11(np.swapaxes(F.L11inv, 1, 2), rhs1)[:, 0]
+        return np.concatenate([u1, u_r])
+
+    def solve_beta(self, F: BlockedFactor) -> np.ndarray:
+        """beta from ``R_X beta = c_X`` (the X rows of L)."""
+        qr, p = self.q_rest, self.p
+        if not p:
+            return np.zeros(0)
+        LXX = F.L22[qr : qr + p, qr : qr + p]
+        return _trsolve(LXX, F.L22[-1, qr : qr + p], trans=1) + F.beta_shift
+
     def solve_beta_u(self, F: BlockedFactor) -> tuple[np.ndarray, np.ndarray]:
         """beta and spherical u from back-substitution with L' (MixedModels.jl)."""
-        qr, p = self.q_rest, self.p
-        L22, L21 = F.L22, self.L21(F)
-        ly = L22[-1, :-1]                                   # y row, over (Zrest, X)
-        LXX = L22[qr : qr + p, qr : qr + p]
-        beta = sla.solve_triangular(LXX.T, ly[qr:], lower=False) if p else np.zeros(0)
-        # rest part: L_ZrZr' u_r = ly_Zr - L_XZr' beta
-        LZrZr = L22[:qr, :qr]
-        LXZr = L22[qr : qr + p, :qr]
-        rhs_r = ly[:qr] - LXZr.T @ beta
-        u_r = sla.solve_triangular(LZrZr.T, rhs_r, lower=False) if qr else np.zeros(0)
-        # first term: L11' u1 = l_y1 - L21_Zr' u_r - L21_X' beta
-        L21d = L21.tocsc()
-        coef = np.concatenate([u_r, beta, [0.0]])
-        yrow = np.asarray(L21d[[self.m - 1], :].toarray()).ravel()
-        rhs1 = yrow - L21d.T @ coef
-        k1 = self.t1.n_cols
-        rhs1 = rhs1.reshape(-1, k1)
-        Lt = np.swapaxes(F.L11, 1, 2)
-        u1 = np.linalg.solve(Lt, rhs1[:, :, None])[:, :, 0].ravel()
-        return beta, np.concatenate([u1, u_r])
+        beta = self.solve_beta(F)
+        return beta, self.solve_u(F, beta)
 
     def RX(self, F: BlockedFactor) -> np.ndarray:
         """(p, p) upper-triangular R_X with R_X'R_X = X'V^{-1}X / sigma^2 (lme4's RX)."""
         qr, p = self.q_rest, self.p
         return F.L22[qr : qr + p, qr : qr + p].T.copy()
 
+    def L21(self, F: BlockedFactor) -> sp.csr_array:
+        """Sparse (m, q1) block L21 = Lr' A21 T1blk L11^{-T} (needed only at the optimum)."""
+        if F.L21 is not None:
+            return F.L21
+        T1 = F.blocks[0]
+        k1, l1 = self.k1, self.l1
+        if k1 == 1:
+            Binv = sp.diags_array(T1[0, 0] / F.L11[:, 0, 0])
+        else:
+            blk = T1 @ np.swapaxes(F.L11inv, 1, 2)
+            Binv = sp.bsr_array((blk, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
+        mats = [t.lambda_matrix(self.theta_of(F.theta, i + 1)) for i, t in enumerate(self.rest)]
+        mats.append(sp.eye_array(self.p + 1, format="csr"))
+        Lr = sp.csr_array(sp.block_diag(mats, format="csr"))
+        A21 = F.A21.tocsr() if isinstance(F.A21, SparseA21) else sp.csr_array(F.A21)
+        F.L21 = sp.csr_array(Lr.T @ A21 @ Binv)
+        return F.L21
+
     def dense_LZ(self, F: BlockedFactor) -> np.ndarray:
         """(q, q) dense lower factor of Lambda'Z'WZ Lambda + I (for conditional variances)."""
-        q1, qr = self.q1, self.q_rest
+        q1, qr, k1 = self.q1, self.q_rest, self.k1
         L = np.zeros((q1 + qr, q1 + qr))
-        k1 = self.t1.n_cols
-        for g in range(self.t1.n_levels):
+        for g in range(self.l1):
             s = slice(g * k1, (g + 1) * k1)
             L[s, s] = F.L11[g]
         if qr:
@@ -283,26 +345,22 @@ class BlockedSystem:
         L_Z^{-1} for the first term are [L11^{-1}; -L22z^{-1} L21z L11^{-1}], those of
         the other terms [0; L22z^{-1}], and each block is C_g' C_g over its columns.
         """
-        k1, l1, qr = self.t1.n_cols, self.t1.n_levels, self.q_rest
-        L11inv = np.linalg.inv(F.L11)                                   # (l1, k1, k1)
-        first = np.swapaxes(L11inv, 1, 2) @ L11inv                      # top part
-        out = []
-        if qr:
-            L22z = F.L22[:qr, :qr]
-            L21z = self.L21(F)[:qr, :]
-            if k1 == 1:
-                B = (L21z @ sp.diags_array(L11inv[:, 0, 0])).toarray()
-            else:
-                Bd = sp.bsr_array((L11inv, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
-                B = (L21z @ Bd).toarray()
-            bottom = sla.solve_triangular(L22z, B, lower=True, check_finite=False)   # (qr, q1)
-            bottom = bottom.reshape(qr, l1, k1)
-            first = first + np.einsum("rgi,rgj->gij", bottom, bottom)
-            out.append(first)
-            Linv22 = sla.solve_triangular(L22z, np.eye(qr), lower=True, check_finite=False)
-            for start, t in zip(self._starts, self.rest):
-                cols = Linv22[:, start : start + t.q].reshape(qr, t.n_levels, t.n_cols)
-                out.append(np.einsum("rgi,rgj->gij", cols, cols))
+        k1, l1, qr = self.k1, self.l1, self.q_rest
+        L11inv = F.L11inv
+        first = np.swapaxes(L11inv, 1, 2) @ L11inv
+        if not qr:
+            return [first]
+        L22z = F.L22[:qr, :qr]
+        L21z = self.L21(F)[:qr, :]
+        if k1 == 1:
+            B = (L21z @ sp.diags_array(L11inv[:, 0, 0])).toarray()
         else:
-            out.append(first)
+            Bd = sp.bsr_array((L11inv, np.arange(l1), np.arange(l1 + 1)), shape=(self.q1, self.q1))
+            B = (L21z @ Bd).toarray()
+        bottom = sla.solve_triangular(L22z, B, lower=True, check_finite=False).reshape(qr, l1, k1)
+        out = [first + np.einsum("rgi,rgj->gij", bottom, bottom)]
+        Linv22 = sla.solve_triangular(L22z, np.eye(qr), lower=True, check_finite=False)
+        for start, t in zip(self._starts, self.rest):
+            cols = Linv22[:, start : start + t.q].reshape(qr, t.n_levels, t.n_cols)
+            out.append(np.einsum("rgi,rgj->gij", cols, cols))
         return out

@@ -1,10 +1,12 @@
-"""Compiled inner loop for large designs: P += A21 D A21' over the first term's levels.
+"""Compiled loops of the blocked factor: the Schur complement A21 D A21' when A21 is
+sparse, and the first term's batch of tiny Cholesky factors.
 
-Used only when the scatter-add index of the NumPy path would be large; numba
-(a PyMC/PyTensor dependency) compiles it once and caches it on disk.
+numba (a PyMC/PyTensor dependency) compiles them once and caches them on disk.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -64,3 +66,55 @@ def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest):  # pragma:
         if i < q_rest:
             U[i, i] += 1.0
     return U
+
+
+@numba.njit(cache=True, nogil=True)
+def first_term_blocks(A11, T):  # pragma: no cover - compiled
+    """Per level g: L_g = chol(T' A11_g T + I), L_g^{-1} and W_g = T L_g^{-T} (so D_g = W_g W_g').
+
+    T is the first term's lower-triangular (k, k) factor; A11 is (l, k, k).
+    """
+    n_levels, k = A11.shape[0], A11.shape[1]
+    L = np.zeros((n_levels, k, k))
+    Linv = np.zeros((n_levels, k, k))
+    W = np.zeros((n_levels, k, k))
+    AT = np.empty((k, k))
+    M = np.empty((k, k))
+    for g in range(n_levels):
+        for i in range(k):                       # AT = A11_g T
+            for j in range(k):
+                s = 0.0
+                for r in range(j, k):            # T lower: T[r, j] = 0 for r < j
+                    s += A11[g, i, r] * T[r, j]
+                AT[i, j] = s
+        for i in range(k):                       # M = T' AT + I
+            for j in range(k):
+                s = 1.0 if i == j else 0.0
+                for r in range(i, k):
+                    s += T[r, i] * AT[r, j]
+                M[i, j] = s
+        for j in range(k):                       # Cholesky, lower
+            s = M[j, j]
+            for r in range(j):
+                s -= L[g, j, r] * L[g, j, r]
+            d = math.sqrt(s)
+            L[g, j, j] = d
+            for i in range(j + 1, k):
+                s = M[i, j]
+                for r in range(j):
+                    s -= L[g, i, r] * L[g, j, r]
+                L[g, i, j] = s / d
+        for j in range(k):                       # L^{-1}, lower, by forward substitution
+            Linv[g, j, j] = 1.0 / L[g, j, j]
+            for i in range(j + 1, k):
+                s = 0.0
+                for r in range(j, i):
+                    s -= L[g, i, r] * Linv[g, r, j]
+                Linv[g, i, j] = s / L[g, i, i]
+        for i in range(k):                       # W = T L^{-T}: W[i, j] = sum_r T[i, r] Linv[j, r]
+            for j in range(k):
+                s = 0.0
+                for r in range(min(i, j) + 1):
+                    s += T[i, r] * Linv[g, j, r]
+                W[g, i, j] = s
+    return L, Linv, W

@@ -67,8 +67,7 @@ def agq_deviance(dev, state, nAGQ: int) -> float:
         x = t.Xi[:, 0] * theta[0]
         uk = u0[:, None] + sd[:, None] * zk[None, :]                       # (L, K)
         eta = fixed[:, None] + x[:, None] * uk[codes]                        # (n, K)
-        mu = dev._glm(eta.ravel())[0]
-        dr = dev.devres(mu, eta.ravel(), nodes=K)                           # (n * K,)
+        dr = dev.resp.evaluate(eta.ravel(), nodes=K)[3]                     # (n * K,)
         idx = (codes[:, None] * K + np.arange(K)).ravel()
         devc = np.bincount(idx, weights=dr, minlength=L * K).reshape(L, K) + uk**2
         mult += (wk * np.exp(-0.5 * (devc - devc0[:, None]) + 0.5 * zk**2)).sum(axis=1)
