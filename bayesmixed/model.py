@@ -127,7 +127,12 @@ class Model:
             self.parsed, data, family=self.family, weights=weights, offset=offset,
             na_action=na_action, control=control,
         )
-        self._priors = validate_priors(self.design, priors)     # bad names/values fail here, not at fit
+        if isinstance(self.design, StreamedDesign):           # no Bayesian fit of out-of-memory data
+            if priors:
+                raise DesignError(not_supported(self.design.source, "priors= (method='nuts'/'map')"))
+            self._priors = None
+        else:
+            self._priors = validate_priors(self.design, priors)     # bad names/values fail here, not at fit
         self._priors_override = dict(priors or {})
         self._init_args = dict(formula=formula, family=family, link=link, random=random, weights=weights,
                                offset=offset, priors=priors, na_action=na_action, control=control)
