@@ -74,13 +74,17 @@ def anova(*fits, refit: bool = True, method: str = "lrt", nsim: int = 1000, seed
     return tab[["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)", "formula"]]
 
 
-def compare(fits: dict, **kwargs) -> pd.DataFrame:
-    """Rank posterior fits by PSIS-LOO (ArviZ's ``compare``).
+def compare(fits: dict, method: str = "stacking", **kwargs) -> pd.DataFrame:
+    """Rank posterior fits by PSIS-LOO, with model weights (ArviZ's ``compare``).
 
     Parameters
     ----------
     fits : dict
         ``{"name": fit}`` of at least two ``method="nuts"`` fits to the same data.
+    method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}
+        How the ``weight`` column is computed: stacking of predictive distributions
+        (Yao, Vehtari, Simpson & Gelman 2018; the default), or pseudo-BMA weights
+        (with the Bayesian bootstrap for ``"BB-pseudo-BMA"``).
     **kwargs
         Passed to ``arviz.compare``.
 
@@ -88,10 +92,12 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ArviZ's table, best model first: ``rank``, ``elpd``, ``elpd_diff``, ``dse``, ``weight``...
+        High Pareto k values are reported per fit by a ``LooWarning`` naming the rows.
 
     Notes
     -----
-    brms / loo: ``loo_compare(loo(fit1), loo(fit2))``. For likelihood fits use :func:`anova`.
+    brms / loo: ``loo_compare(loo(fit1), loo(fit2))``, ``loo_model_weights(..., method = "stacking")``.
+    For likelihood fits use :func:`anova`.
 
     Examples
     --------
@@ -103,20 +109,24 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
     >>> kw = dict(method="nuts", draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
     >>> p1 = bm.Model("Reaction ~ Days + (1 | Subject)", d).fit(**kw)      # doctest: +SKIP
     >>> p2 = bm.Model("Reaction ~ Days + (Days | Subject)", d).fit(**kw)   # doctest: +SKIP
-    >>> tab = bm.compare({"intercept": p1, "slope": p2})                   # doctest: +SKIP
-    >>> tab[["rank", "elpd", "elpd_diff", "dse"]]                          # doctest: +SKIP
-               rank   elpd  elpd_diff   dse
-    slope         0 -860.0        0.0   0.0
-    intercept     1 -890.0      -20.0  11.0
+    >>> tab = bm.compare({"intercept": p1, "slope": p2}, method="stacking")  # doctest: +SKIP
+    >>> tab[["rank", "elpd", "elpd_diff", "dse", "weight"]]                # doctest: +SKIP
+               rank   elpd  elpd_diff   dse  weight
+    slope         0 -860.0        0.0   0.0    0.97
+    intercept     1 -890.0      -20.0  11.0    0.03
     """
     import arviz as az
 
     if not isinstance(fits, dict) or len(fits) < 2:
         raise DesignError("compare() takes a dict of at least two posterior fits: {'name': fit, ...}")
-    idatas = {}
+    methods = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
+    if method not in methods:
+        raise DesignError(f"method must be one of {', '.join(methods)}; got {method!r}")
     for name, f in fits.items():
         if not getattr(f, "is_posterior", False):
             raise DesignError(f"{name!r} is not a posterior fit (method='nuts'); use bm.anova() for "
                               "likelihood fits")
-        idatas[name] = f.idata
-    return az.compare(idatas, **kwargs)
+    n = {f.nobs for f in fits.values()}
+    if len(n) > 1:
+        raise DesignError(f"models were fitted to different numbers of observations: {sorted(n)}")
+    return az.compare({name: f.loo() for name, f in fits.items()}, method=method, **kwargs)

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.linalg import block_diag
 
 from bayesmixed.errors import DesignError
+from bayesmixed.likelihood.glm import glm_irls
 
 # per-level refits are the slow part of a shrinkage picture: compute them once per fit
 _POOLING_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -56,8 +57,8 @@ def is_posterior(fit) -> bool:
 def term_covariances(fit) -> list[np.ndarray]:
     """Covariance matrix (k x k) of one level's random effects, per term in ``design.reterms`` order.
 
-    Uses ``fit.covariances()`` when the fit provides them; otherwise reads the ``vcov``
-    column of ``fit.varcorr`` (for posterior fits: posterior means of the covariances).
+    ``fit.covariances()``: every fit holds its per-term matrices (posterior fits: the
+    posterior means of the covariances).
 
     Examples
     --------
@@ -66,26 +67,7 @@ def term_covariances(fit) -> list[np.ndarray]:
     >>> [c.shape for c in term_covariances(fit)], round(float(term_covariances(fit)[0][1, 1]), 2)
     ([(2, 2)], 35.07)
     """
-    covs = getattr(fit, "covariances", None)
-    if callable(covs):
-        try:
-            return [np.asarray(c, dtype=float) for c in covs()]
-        except NotImplementedError:          # a fit face that does not hold its matrices
-            pass
-    vc = fit.varcorr
-    out = []
-    for t in fit.design.reterms:
-        rows = vc[vc["grp"] == t.name]
-        C = np.zeros((t.n_cols, t.n_cols))
-        for i, c in enumerate(t.cnames):
-            r = rows[(rows["var1"] == c) & rows["var2"].isna()]
-            C[i, i] = float(r["vcov"].iloc[0]) if len(r) else 0.0
-            for j in range(i + 1, t.n_cols):
-                r = rows[(rows["var1"] == c) & (rows["var2"] == t.cnames[j])]
-                if len(r):
-                    C[i, j] = C[j, i] = float(r["vcov"].iloc[0])
-        out.append(C)
-    return out
+    return [np.asarray(c, dtype=float) for c in fit.covariances()]
 
 
 def residual_sd(fit) -> float:
@@ -123,12 +105,11 @@ def size_unit(design) -> str:
 # one GLM by IRLS
 # ---------------------------------------------------------------------------------------------
 def glm_fit(X: np.ndarray, y: np.ndarray, family, weights: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Coefficients of one GLM by IRLS (least squares for gaussian identity); NaN when not estimable.
+    """Coefficients of one no-pooling GLM (the engine's IRLS); NaN when not estimable.
 
-    The family supplies the start (``mu_start``), the IRLS weights and the working
-    response. (The one IRLS of the plots; ``bayesmixed.likelihood.glm.glm_fit`` is to
-    replace it once it exists.) Not estimable: fewer rows than columns, rank-deficient ``X``, or an MLE at infinity
-    (separation, all successes, all zeros), detected as coefficients running away.
+    Not estimable: fewer rows than columns, rank-deficient ``X``, or an MLE at infinity
+    (separation, all successes, all zeros), seen as IRLS not converging or coefficients
+    running away. Gaussian identity fits are least squares.
 
     Examples
     --------
@@ -148,30 +129,11 @@ def glm_fit(X: np.ndarray, y: np.ndarray, family, weights: np.ndarray, offset: n
     if family.is_gaussian_identity:
         sw = np.sqrt(w)
         return np.linalg.lstsq(X * sw[:, None], (y - offset) * sw, rcond=None)[0]
-    link = family.link
-    eta = link.linkfun(family.mu_start(y, w))
-    beta = nan
-    for _ in range(100):
-        mu = link.linkinv(eta)
-        sw = np.sqrt(family.irls_weights(eta, mu, w))
-        z = family.working_response(y, eta, mu) - offset
-        if not (np.all(np.isfinite(sw)) and np.all(np.isfinite(z))):
-            return nan
-        try:
-            new = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
-        except np.linalg.LinAlgError:
-            return nan
-        if np.max(np.abs(new)) > 50:          # running off to infinity: separation
-            return nan
-        eta = X @ new + offset
-        done = np.all(np.isfinite(beta)) and np.max(np.abs(new - beta)) < 1e-9 * (1 + np.max(np.abs(new)))
-        beta = new
-        if done:
-            break
-    else:
-        return nan
-    # complete or quasi-complete separation: the MLE is at infinity, report "not estimable"
-    return nan if np.max(np.abs(beta)) > 25 else beta
+    with np.errstate(all="ignore"):
+        beta, converged = glm_irls(X, y, family, w, offset, maxit=100, tol=1e-9)
+    if not converged or not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 25:
+        return nan                        # complete or quasi-complete separation: not estimable
+    return beta
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def run_bayesmixed(formula, data, family, draws, tune, seed):
         warnings.simplefilter("ignore")
         fit = m.fit(method="nuts", draws=draws, tune=tune, chains=4, random_seed=seed, progressbar=False)
     wall = time.perf_counter() - t0
-    names = [n for n in fit.param_names if not n.startswith("corr_")]
+    names = [n for n in fit.param_names if not n.startswith("cor_")]
     ess = _min_ess(fit.idata["posterior"], names)
     return {"wall_s": wall, "compile_s": fit.timings.get("compile"),
             "sampling_s": fit.timings.get("sampling"), "min_ess_bulk": ess,

@@ -40,11 +40,12 @@ def test_gaussian_logp_at_a_point_equals_hand_computation(sleep):
     z = rng.standard_normal((18, 2))
     point = [np.array(300.0), np.array(9.5), np.log([24.0, 6.0]), np.array([0.2]), z, np.array(np.log(26.0))]
     y_logp = pmm.logp(vars=[pmm["y"]], jacobian=False)
-    f = _evaluator(pmm, [y_logp, pmm["sd_Subject"], pmm["corr_Subject"], pmm["b_Subject"], pmm["beta"]])
+    f = _evaluator(pmm, [y_logp, pmm["sd_Subject"], pmm["cor_Subject"], pmm["b_Subject"], pmm["beta"]])
     lp, sd, corr, b, beta = f(*point)
     np.testing.assert_allclose(sd, [24.0, 6.0])
     r = 2 / (1 + np.exp(-0.2)) - 1                     # the partial correlation, 2 * u - 1
-    np.testing.assert_allclose(corr, [[1, r], [r, 1]], rtol=1e-12)
+    np.testing.assert_allclose(corr, [r], rtol=1e-12)              # one entry per pair: Intercept:Days
+    corr = np.array([[1, r], [r, 1]])
     # hand computation: Lambda-free, straight from the model's definition
     cov = np.diag(sd) @ corr @ np.diag(sd)
     L = np.linalg.cholesky(cov)
@@ -101,7 +102,7 @@ def test_shared_grouping_factor_shares_level_coord():
     pmm = build_pymc_model(m.design)
     dims = [pmm.named_vars_to_dims[f"b_{t.name}"] for t in m.design.reterms]
     assert dims[0][0] == dims[1][0] == "Subject" and dims[0][1] != dims[1][1]
-    assert "corr_Subject" not in pmm.named_vars and len(pmm.coords["Subject"]) == 18
+    assert "cor_Subject" not in pmm.named_vars and len(pmm.coords["Subject"]) == 18
 
 
 def test_uncorrelated_bars_have_no_lkj():

@@ -70,9 +70,9 @@ def test_fit_face_shapes_and_consistency(fit, model):
 
 def test_idata_groups_and_loglik(fit, model):
     dt = fit.idata
-    for g in ("posterior", "log_likelihood", "observed_data", "sample_stats"):
+    for g in ("posterior", "log_likelihood", "observed_data", "sample_stats", "posterior_predictive"):
         assert g in dt.children, g
-    ll = np.asarray(dt["log_likelihood"]["y"])
+    ll = np.asarray(dt["log_likelihood"]["Reaction"])           # named as the response
     assert ll.shape == (2, 300, 180)
     assert list(dt["posterior"]["Subject"].values) == list(model.design.reterms[0].levels)
     # one draw by hand
@@ -140,6 +140,17 @@ def test_seed_reproducibility(model, fit):
     a = np.asarray(fit.idata["posterior"]["beta"])
     np.testing.assert_array_equal(a, np.asarray(again.idata["posterior"]["beta"]))
     assert not np.array_equal(a, np.asarray(other.idata["posterior"]["beta"]))
+    assert again.settings["collapsed"] and "compile" not in again.timings   # nothing compiled per model
+
+
+def test_joint_sampler_reuses_its_compiled_model(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        first = model.fit(method="nuts", collapsed=False, random_seed=11, **RUN)
+        again = model.fit(method="nuts", collapsed=False, random_seed=11, **RUN)
+    assert not first.settings["collapsed"] and first.sampler == "nutpie"
+    np.testing.assert_array_equal(np.asarray(first.idata["posterior"]["beta"]),
+                                  np.asarray(again.idata["posterior"]["beta"]))
     assert again.timings["compile"] < 1.0          # the compiled model was reused
 
 

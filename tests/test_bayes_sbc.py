@@ -65,7 +65,7 @@ def test_sbc_random_intercept_and_slope():
         "Intercept": ("Normal", {"mu": 0, "sigma": 1}), "x": ("Normal", {"mu": 0, "sigma": 1}),
         "sd_g": ("HalfNormal", {"sigma": 1}), "lkj_eta": 2, "sigma": ("Exponential", {"lam": 1})})
     params = {"Intercept_c": ("Intercept_c", ()), "x": ("beta", (1,)), "sd_g[Intercept]": ("sd_g", (0,)),
-              "sd_g[x]": ("sd_g", (1,)), "corr": ("corr_g", (0, 1)), "sigma": ("sigma", ()),
+              "sd_g[x]": ("sd_g", (1,)), "cor": ("cor_g", (0,)), "sigma": ("sigma", ()),
               "b[g0, x]": ("b_g", (0, 1))}
     _assert_uniform(_sbc_ranks(m, params), 2 * DRAWS // THIN)
 

@@ -33,8 +33,8 @@ class PosteriorLike(MixedFit):
 
     method = "nuts"
 
-    def __init__(self, design, idata, varcorr):
-        self.design, self.idata, self._varcorr = design, idata, varcorr
+    def __init__(self, design, idata, varcorr, covs):
+        self.design, self.idata, self._varcorr, self._covs = design, idata, varcorr, covs
         post = idata.posterior
         self._beta = post["beta"].mean(("chain", "draw")).values
         self._b = np.concatenate([post[f"b_{t.name}"].mean(("chain", "draw")).values.ravel()
@@ -61,7 +61,7 @@ def reml(sleep):
 
 @pytest.fixture(scope="module")
 def posterior(reml):
-    return PosteriorLike(reml.design, reml.idata, reml.varcorr)
+    return PosteriorLike(reml.design, reml.idata, reml.varcorr, reml.covariances())
 
 
 @pytest.fixture(autouse=True)
@@ -291,6 +291,7 @@ class FixedGLMM(MixedFit):
 
     def __init__(self, design, beta, b, sd):
         self.design, self._beta, self._b, self._sd = design, np.asarray(beta), np.asarray(b), sd
+        self._covs = [np.array([[sd**2]])]
 
     fixef = property(lambda self: pd.Series(self._beta, index=list(self.design.fixef_names)))
     varcorr = property(lambda self: varcorr_frame(self.design, [np.array([[self._sd**2]])], None))
@@ -376,7 +377,8 @@ def test_ppc_binomial_counts(glmm_data):
         "b_g": (b[:, None] + 0.1 * rng.standard_normal((1, 200, 40, 1))),
     }}, coords={"fixef": ["Intercept", "x"], "g": [f"g{k:02d}" for k in range(40)], "g__term": ["Intercept"]},
         dims={"beta": ["fixef"], "b_g": ["g", "g__term"]})
-    post = PosteriorLike(model.design, idata, varcorr_frame(model.design, [np.array([[4.0]])], None))
+    post = PosteriorLike(model.design, idata, varcorr_frame(model.design, [np.array([[4.0]])], None),
+                         [np.array([[4.0]])])
     ax = bm.plot_ppc(post, num_samples=50)
     bars = [p for p in ax.patches]
     assert len(bars) == 2 and sum(p.get_height() for p in bars) == 480

@@ -64,7 +64,7 @@ def test_prior_predictive_and_observed_data(sleep_model, sleep_pp):
     assert y.dims == ("chain", "draw", "obs") and y.shape == (1, 200, 180)
     np.testing.assert_array_equal(sleep_pp["observed_data"]["y"].values, sleep_model.design.y)
     # the cached pymc model is only sampled from
-    assert "cor_Subject" not in sleep_model.pymc_model.named_vars
+    assert "corr_Subject" not in sleep_model.pymc_model.named_vars
 
 
 def test_prior_predictive_is_reproducible(sleep_model):

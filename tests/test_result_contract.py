@@ -63,13 +63,11 @@ def posterior(reml):
         "sigma": reml.sigma * np.exp(0.05 * rng.standard_normal((C, D))),
     }
     r = np.tanh(0.07 + 0.05 * rng.standard_normal((C, D)))
-    corr = np.broadcast_to(np.eye(2), (C, D, 2, 2)).copy()
-    corr[..., 0, 1] = corr[..., 1, 0] = r
-    post[f"corr_{t.name}"] = corr
+    post[f"cor_{t.name}"] = r[..., None]                      # one entry per pair: "Intercept:Days"
     coords = {"fixef": list(d.fixef_names), t.group_dim: list(t.levels), t.term_dim: list(t.cnames),
-              "a": [0, 1], "b": [0, 1]}
+              f"{t.name}__pair": ["Intercept:Days"]}
     dims = {"beta": ["fixef"], f"b_{t.name}": [t.group_dim, t.term_dim], f"sd_{t.name}": [t.term_dim],
-            f"corr_{t.name}": ["a", "b"]}
+            f"cor_{t.name}": [f"{t.name}__pair"]}
     idata = az.from_dict({"posterior": post}, coords=coords, dims=dims)
     draws = SimpleNamespace(design=d, idata=idata, priors=None, sampler="test", timings={}, settings={"tune": 0},
                             diagnostics={"divergences": 0}, param_names=["beta"],
@@ -128,11 +126,11 @@ def test_covariances_give_varcorr(name, request):
 
 def test_posterior_varcorr_is_posterior_means(posterior):
     p = posterior.idata["posterior"]
-    sd, corr, sig = (np.asarray(p[k]) for k in ("sd_Subject", "corr_Subject", "sigma"))
+    sd, cor, sig = (np.asarray(p[k]) for k in ("sd_Subject", "cor_Subject", "sigma"))
     vc = posterior.varcorr
     np.testing.assert_allclose(vc["sdcor"].to_numpy(),
-                               [sd[..., 0].mean(), sd[..., 1].mean(), corr[..., 0, 1].mean(), sig.mean()])
-    np.testing.assert_allclose(vc["vcov"].iloc[2], (sd[..., 0] * sd[..., 1] * corr[..., 0, 1]).mean())
+                               [sd[..., 0].mean(), sd[..., 1].mean(), cor[..., 0].mean(), sig.mean()])
+    np.testing.assert_allclose(vc["vcov"].iloc[2], (sd[..., 0] * sd[..., 1] * cor[..., 0]).mean())
     assert vc["vcov"].iloc[-1] == pytest.approx((sig**2).mean())
     assert posterior.sigma == pytest.approx(sig.mean())
 
@@ -208,7 +206,8 @@ def _own_imports(path: Path):
 
 OWN = ["results/base.py", "results/display.py", "results/glmm.py", "results/idata.py", "results/likelihood.py",
        "results/map.py", "results/posterior.py", "results/predict.py", "likelihood/lmm.py", "likelihood/glmm.py",
-       "bayes/map.py", "bayes/sample.py", "bayes/__init__.py", "model.py", "compare.py", "__init__.py",
+       "results/posterior_stats.py", "bayes/map.py", "bayes/sample.py", "bayes/idata.py", "bayes/options.py",
+       "bayes/__init__.py", "model.py", "compare.py", "__init__.py",
        "demo.py"]
 
 
@@ -226,7 +225,7 @@ def test_results_import_no_engine(rel):
 
 
 def test_engines_import_no_results():
-    for rel in ("likelihood/lmm.py", "likelihood/glmm.py", "bayes/map.py", "bayes/sample.py"):
+    for rel in ("likelihood/lmm.py", "likelihood/glmm.py", "bayes/map.py", "bayes/sample.py", "bayes/idata.py"):
         assert not [m for m, _ in _own_imports(PKG / rel) if m.startswith("bayesmixed.results")], rel
 
 

@@ -7,10 +7,15 @@ Variables of the model (names are stable; ``PosteriorFit`` reads them):
   intercept at the predictors' means, as rstanarm and bambi do), which removes
   most of the posterior correlation between intercept and slopes.
 - per random-effects term ``t``: ``sd_<t>`` (dims ``<t>__term``), for correlated
-  terms ``corr_<t>`` (dims ``<t>__term``, ``<t>__term_bis``) from an LKJ prior written
-  through its canonical partial correlations ``cpc_<t>`` (see
+  terms ``cor_<t>`` (dims ``<t>__pair``: one entry per pair of terms, labelled
+  ``"Intercept:Days"``, in the order of the upper triangle row by row) from an LKJ
+  prior written through its canonical partial correlations ``cpc_<t>`` (see
   :func:`lkj_cholesky_corr`), and ``b_<t>`` (dims ``<group>``, ``<t>__term``), the
   random effects; non-centred ``z_<t>`` standard normals unless ``centered=True``.
+
+``beta``, ``sd_*``, ``cor_*``, ``b_*`` and the family's parameters are the model's
+quantities (:func:`user_variable_names`); everything else (``Intercept_c``,
+``beta_slopes``, ``z_*``, ``cpc_*``) is how the sampler gets at them.
 - ``sigma`` / ``alpha`` / ``shape``: the family's auxiliary parameter.
 - ``y`` (dims ``obs``): the likelihood; its pointwise log density is what LOO uses.
 """
@@ -23,6 +28,60 @@ from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 from bayesmixed.errors import DesignError
 
 
+def user_variable_names(design) -> list[str]:
+    """The model's named quantities, in the order the fit's ``posterior`` lists them.
+
+    ``beta``, ``b_<term>``, ``sd_<term>``, ``cor_<term>`` (correlated terms) and the
+    family's parameter; everything else in the PyMC model (``Intercept_c``,
+    ``beta_slopes``, ``z_*``, ``cpc_*``, per-column ``sd_<term>_<i>``) is how the
+    sampler gets at them. ``b_*`` come before ``sd_*``: ArviZ's summary labels rows in the
+    order dims first appear in a dataset, (group, term) before (term).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> user_variable_names(bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).design)
+    ['beta', 'b_Subject', 'sd_Subject', 'cor_Subject', 'sigma']
+    """
+    names = ["beta"] + [f"b_{t.name}" for t in design.reterms] + [f"sd_{t.name}" for t in design.reterms]
+    names += [f"cor_{t.name}" for t in design.reterms if t.correlated and t.n_cols > 1]
+    return names + list(design.family.extra_params)
+
+
+def cor_pairs(cnames) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Row and column indices of the off-diagonal pairs (upper triangle, row by row) and their labels.
+
+    Examples
+    --------
+    >>> cor_pairs(["Intercept", "Days"])[2]
+    ['Intercept:Days']
+    """
+    i, j = np.triu_indices(len(cnames), 1)
+    return i, j, [f"{cnames[a]}:{cnames[b]}" for a, b in zip(i, j)]
+
+
+def pair_dim(t) -> str:
+    """The dim of ``cor_<t>``."""
+    return f"{t.name}__pair"
+
+
+def quiet_blas_check() -> None:
+    """Let PyTensor look for a BLAS library now, without its "could not link to a BLAS" warning.
+
+    PyTensor looks once, on its first compile, and warns when pip installed it
+    without a BLAS to link. Nothing here depends on it (nutpie's default numba
+    route does its own linear algebra; the C route and ``method="map"`` work on
+    small matrices), so the warning says nothing the user can act on.
+    """
+    import warnings
+
+    import pytensor
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        pytensor.config.blas__ldflags  # noqa: B018 - evaluated (and cached) for its side effect
+
+
 def model_coords(design) -> dict[str, list]:
     """Coords shared by the PyMC model and the ``idata`` (labels from the design)."""
     coords: dict[str, list] = {"fixef": list(design.fixef_names), "obs": list(range(design.n))}
@@ -31,7 +90,7 @@ def model_coords(design) -> dict[str, list]:
         coords[t.group_dim] = list(t.levels)
         coords[t.term_dim] = list(t.cnames)
         if t.correlated and t.n_cols > 1:
-            coords[f"{t.term_dim}_bis"] = list(t.cnames)
+            coords[pair_dim(t)] = cor_pairs(t.cnames)[2]
     return coords
 
 
@@ -142,8 +201,9 @@ def random_effects(design, priors: Priors, *, centered: bool = False) -> list:
         if t.correlated and t.n_cols > 1:
             sd = _vector_prior(f"sd_{t.name}", [priors.sd[t.name][c] for c in t.cnames], dims=tdim)
             L = lkj_cholesky_corr(f"cpc_{t.name}", t.n_cols, priors.lkj_eta[t.name])     # (k, k)
-            pm.Deterministic(f"corr_{t.name}", (L[:, None, :] * L[None, :, :]).sum(axis=-1),    # L @ L.T
-                             dims=(tdim, f"{tdim}_bis"))
+            C = (L[:, None, :] * L[None, :, :]).sum(axis=-1)                                  # L @ L.T
+            pi, pj, _ = cor_pairs(t.cnames)
+            pm.Deterministic(f"cor_{t.name}", pt.stack([C[a, b] for a, b in zip(pi, pj)]), dims=pair_dim(t))
             if centered:
                 chol = sd[:, None] * L
                 b = pm.MvNormal(f"b_{t.name}", mu=np.zeros(t.n_cols), chol=chol, dims=(gdim, tdim))
@@ -236,6 +296,7 @@ def build_pymc_model(design, priors: Priors | None = None, *, centered: bool = F
     import pymc as pm
 
     priors = resolve_priors(design) if priors is None else priors
+    quiet_blas_check()
     with pm.Model(coords=model_coords(design)) as model:
         eta = linear_predictor_fixed(design, priors)
         for c in random_effects(design, priors, centered=centered):

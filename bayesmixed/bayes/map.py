@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayesmixed.bayes.build import quiet_blas_check
 from bayesmixed.errors import DesignError, FitError
 
 
@@ -68,6 +69,7 @@ def reml_pymc_model(design):
     ZtZ, ZtX, Zty = Z.T @ Z, Z.T @ X, Z.T @ y
     XtX, Xty, yty = X.T @ X, X.T @ y, float(y @ y)
     rows, cols, tidx = _lambda_index(design)
+    quiet_blas_check()
     lower = design.lower
     diag = np.flatnonzero(lower == 0)
     off = np.flatnonzero(lower != 0)
@@ -120,6 +122,73 @@ class MapOptimum:
         """Per-term covariance matrices of b on the variance scale."""
         d = self.design
         return [t.covariance(self.theta[s], self.sigma) for t, s in zip(d.reterms, d.theta_slices)]
+
+    def varpar_covariance(self) -> np.ndarray:
+        """Asymptotic covariance of (theta, sigma): 2 H^-1, H the Hessian of the REML criterion at the mode."""
+        f = reml_criterion_function(self.design)
+        H = central_hessian(f, np.concatenate([self.theta, [self.sigma]]))
+        try:
+            return 2 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            return 2 * np.linalg.pinv(H)
+
+    def condvar_blocks(self) -> list[np.ndarray]:
+        """Per term (n_levels, k, k) conditional covariances of b at the mode: sigma^2 Lambda A^-1 Lambda'."""
+        d = self.design
+        w = np.sqrt(d.weights) if d.has_user_weights else np.ones(d.n)
+        Lam = d.Lambda(self.theta).toarray()
+        ZL = d.Z.multiply(w[:, None]).tocsc().toarray() @ Lam
+        V = self.sigma**2 * Lam @ np.linalg.solve(ZL.T @ ZL + np.eye(d.q), Lam.T)
+        out = []
+        for t, bs in zip(d.reterms, d.b_slices):
+            k = t.n_cols
+            idx = bs.start + np.arange(t.n_levels)[:, None] * k + np.arange(k)          # (levels, k)
+            out.append(V[idx[:, :, None], idx[:, None, :]])
+        return out
+
+
+def reml_criterion_function(design):
+    """The REML criterion as a NumPy function of (theta, sigma), the density ``reml_pymc_model`` maximises."""
+    d = design
+    w = np.sqrt(d.weights) if d.has_user_weights else np.ones(d.n)
+    X, y = d.X * w[:, None], (d.y - d.offset) * w
+    Z = d.Z.multiply(w[:, None]).tocsc().toarray()
+    n, p = X.shape
+
+    def crit(varpar):
+        theta, sigma = np.asarray(varpar[:-1], dtype=float), float(varpar[-1])
+        ZL = Z @ d.Lambda(theta).toarray()
+        LA = np.linalg.cholesky(ZL.T @ ZL + np.eye(d.q))
+        C = np.linalg.solve(LA, ZL.T @ np.column_stack([X, y]))
+        CX, Cy = C[:, :p], C[:, p]
+        M = X.T @ X - CX.T @ CX
+        c = X.T @ y - CX.T @ Cy
+        LM = np.linalg.cholesky(M)
+        h = np.linalg.solve(LM, c)
+        rss = y @ y - Cy @ Cy - h @ h
+        return float((n - p) * np.log(2 * np.pi * sigma**2) + 2 * np.log(np.diag(LA)).sum()
+                     + 2 * np.log(np.diag(LM)).sum() + rss / sigma**2)
+    return crit
+
+
+def central_hessian(f, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    """Hessian of ``f`` at ``x`` by central differences (steps relative to |x|, at least 1e-6).
+
+    Examples
+    --------
+    >>> central_hessian(lambda v: v[0] ** 2 + 3 * v[0] * v[1], np.array([1.0, 2.0])).round(6).tolist()
+    [[2.0, 3.0], [3.0, 0.0]]
+    """
+    x = np.asarray(x, dtype=float)
+    h = rel * np.maximum(np.abs(x), 1e-2)
+    k = len(x)
+    H = np.zeros((k, k))
+    E = np.diag(h)
+    for i in range(k):
+        for j in range(i, k):
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
+                                 + f(x - E[i] - E[j])) / (4 * h[i] * h[j])
+    return H
 
 
 def conditional_modes(design, theta: np.ndarray, sigma: float, criterion: float) -> MapOptimum:

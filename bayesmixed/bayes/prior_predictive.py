@@ -64,9 +64,13 @@ def user_facing(ds, design):
     if "beta" in ds:
         out["beta"] = ds["beta"]
     for t in design.reterms:
+        out[f"b_{t.name}"] = ds[f"b_{t.name}"]         # b_* before sd_*: ArviZ's summary labels rows by dim order
+    for t in design.reterms:
         out[f"sd_{t.name}"] = ds[f"sd_{t.name}"]
         corr = f"corr_{t.name}"
-        if corr in ds:
+        if f"cor_{t.name}" in ds:                        # the PyMC model stores the pairs itself
+            out[f"cor_{t.name}"] = ds[f"cor_{t.name}"]
+        elif corr in ds:
             i, j = np.triu_indices(t.n_cols, 1)
             values = np.asarray(ds[corr].transpose("chain", "draw", ...).values)[..., i, j]
             pdim = f"{t.name}__pair"
@@ -75,8 +79,6 @@ def user_facing(ds, design):
                 coords={"chain": ds["chain"], "draw": ds["draw"], pdim: pair_labels(t.cnames)})
     for k in design.family.extra_params:
         out[k] = ds[k]
-    for t in design.reterms:
-        out[f"b_{t.name}"] = ds[f"b_{t.name}"]
     return xr.Dataset(out, attrs=dict(ds.attrs))
 
 

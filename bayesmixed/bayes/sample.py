@@ -40,13 +40,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmixed.bayes.build import build_pymc_model
-from bayesmixed.bayes.loglik import pointwise_loglik, simulate_response
+from bayesmixed.bayes.collapsed import sample_collapsed, unsupported_reason
+from bayesmixed.bayes.idata import assemble_idata
+from bayesmixed.bayes.jaxroute import JAX_SAMPLERS, sample_jax
+from bayesmixed.bayes.loglik import simulate_response
+from bayesmixed.bayes.options import BACKENDS, check_sampler_options
 from bayesmixed.errors import (
     DesignError, DivergenceWarning, LowESSWarning, RhatWarning, SamplingError, TreeDepthWarning,
 )
 
-SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "blackjax")
-BACKENDS = ("auto", "c", "numba", "jax")
 # compiled nutpie models by model content (data, structure, priors, backend): an identical
 # model, even built afresh, reuses its compiled density; a few are kept, oldest dropped
 _COMPILED: "OrderedDict[str, object]" = OrderedDict()
@@ -86,6 +88,19 @@ def model_key(design, priors, *, centered: bool, backend: str) -> str:
     h.update(f"{design.fixef_names}|{design.family.name}|{design.family.link.name}|{design.has_user_weights}|"
              f"{design.trials is not None}|{centered}|{backend}".encode())
     return h.hexdigest()
+
+
+class _LazyModel:
+    """A ``pymc.Model`` of the design and priors, built on first use (not when nutpie's cache has it)."""
+
+    def __init__(self, design, priors, centered: bool):
+        self._args, self._model = (design, priors, centered), None
+
+    def get(self):
+        if self._model is None:
+            design, priors, centered = self._args
+            self._model = build_pymc_model(design, priors, centered=centered)
+        return self._model
 
 
 # ---- nutpie through PyTensor's C backend --------------------------------------------------
@@ -163,11 +178,11 @@ def _sample_nutpie(pm_model, design, *, draws, tune, chains, seed, progressbar, 
     else:
         if backend == "c":
             _say(progressbar, "bayesmixed: compiling the log density with PyTensor's C backend for nutpie ...")
-            compiled = _compile_nutpie_c(pm_model)
+            compiled = _compile_nutpie_c(pm_model.get())
         else:
             _say(progressbar, f"bayesmixed: compiling the log density and its gradient with {backend} for "
                               "nutpie (numba: 5-30 s; minutes the first time, while numba's cache is empty) ...")
-            compiled = nutpie.compile_pymc_model(pm_model, backend=backend)
+            compiled = nutpie.compile_pymc_model(pm_model.get(), backend=backend)
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:
             _COMPILED.popitem(last=False)
@@ -199,9 +214,36 @@ def _sample_nutpie(pm_model, design, *, draws, tune, chains, seed, progressbar, 
     return trace
 
 
+def jupyter_without_widgets() -> bool:
+    """True in a Jupyter kernel where rich (PyMC's progress bar) cannot draw: ipywidgets is missing."""
+    from rich.console import Console
+
+    return bool(Console().is_jupyter) and not _has("ipywidgets")
+
+
+class _TextProgress:
+    """A one-line progress report on stderr, PyMC's ``callback``: where rich cannot draw its bar."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.shown = max(int(total), 1), 0, -1
+
+    def __call__(self, trace=None, draw=None):
+        self.done += 1
+        pct = int(100 * self.done / self.total)
+        if pct // 5 != self.shown // 5 or self.done == self.total:
+            self.shown = pct
+            end = "\n" if self.done >= self.total else ""
+            print(f"\rsampling: {pct:3d}% ({self.done}/{self.total} iterations)", end=end, file=sys.stderr,
+                  flush=True)
+
+
 def _sample_pymc(pm_model, *, nuts_sampler, draws, tune, chains, seed, progressbar, target_accept, timings,
                  **kw):
     import pymc as pm
+
+    if progressbar and nuts_sampler == "pymc" and "callback" not in kw and jupyter_without_widgets():
+        # rich would only warn 'install "ipywidgets"' and draw nothing: a text line instead
+        progressbar, kw["callback"] = False, _TextProgress((draws + tune) * chains)
 
     if nuts_sampler in ("numpyro", "blackjax") and not _has("jax"):
         raise DesignError(f"sampler={nuts_sampler!r} runs through PyMC's JAX route and needs jax and "
@@ -210,9 +252,15 @@ def _sample_pymc(pm_model, *, nuts_sampler, draws, tune, chains, seed, progressb
         raise DesignError(f"sampler={nuts_sampler!r} needs the {nuts_sampler} package: pip install {nuts_sampler}")
     t0 = time.perf_counter()
     try:
-        idata = pm.sample(model=pm_model, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          progressbar=progressbar, nuts_sampler=nuts_sampler, target_accept=target_accept,
-                          compute_convergence_checks=False, **kw)
+        if nuts_sampler in JAX_SAMPLERS:
+            idata = sample_jax(pm_model, sampler=nuts_sampler, draws=draws, tune=tune, chains=chains, seed=seed,
+                               progressbar=progressbar, target_accept=target_accept)
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message='install "ipywidgets"')
+                idata = pm.sample(model=pm_model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                                  progressbar=progressbar, nuts_sampler=nuts_sampler, target_accept=target_accept,
+                                  compute_convergence_checks=False, **kw)
     except KeyboardInterrupt:
         raise SamplingError("sampling was interrupted; nothing complete was drawn", partial=None) from None
     except (ValueError, RuntimeError, FloatingPointError) as exc:
@@ -274,8 +322,8 @@ def posterior_param_names(design, posterior) -> list[str]:
     for t in design.reterms:
         names.append(f"sd_{t.name}")
         if t.correlated and t.n_cols > 1:
-            names.append(f"corr_{t.name}")
-    return names + [a for a in ("sigma", "alpha", "shape") if a in posterior]
+            names.append(f"cor_{t.name}")
+    return names + [a for a in design.family.extra_params if a in posterior]
 
 
 @dataclass(eq=False)
@@ -302,7 +350,7 @@ class PosteriorDraws:
 def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
                 random_seed: int | None = None, sampler: str = "auto", progressbar: bool = True,
                 target_accept: float = 0.8, centered: bool = False, backend: str = "auto",
-                **kwargs) -> PosteriorDraws:
+                collapsed: bool | None = None, **kwargs) -> PosteriorDraws:
     """Sample the posterior of ``model`` by NUTS (``Model.fit(method="nuts")`` makes the fit of it).
 
     Parameters
@@ -322,6 +370,13 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
         Centred random effects (default non-centred).
     backend : {"auto", "c", "numba", "jax"}
         How nutpie evaluates the density (see module notes); ignored by other samplers.
+    collapsed : bool, optional
+        Gaussian identity-link models: ``True`` integrates the random and fixed
+        effects out and samples only the covariance parameters and sigma (then
+        draws b and beta exactly from their conditional normal, per draw: no
+        per-model compilation); ``False`` samples the joint PyMC model; ``None``
+        (default) collapses whenever the model allows it (Gaussian, identity link,
+        normal fixed-effect priors, non-centred, sampler "auto" or "nutpie").
     **kwargs
         Passed to the sampler (e.g. ``maxdepth`` for nutpie).
 
@@ -338,45 +393,51 @@ def sample_nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
     >>> abs(fit.fixef["Days"] - 10.47) < 1  # doctest: +SKIP
     True
     """
-    if sampler not in SAMPLERS:
-        raise DesignError(f"unknown sampler {sampler!r}; valid samplers are: {', '.join(SAMPLERS)}")
-    design = model.design
-    priors = model.priors
-    pm_model = build_pymc_model(design, priors, centered=True) if centered else model.pymc_model
     if sampler == "auto":
         sampler = "nutpie" if _has("nutpie") else "pymc"
+    check_sampler_options(sampler, dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                        progressbar=progressbar, target_accept=target_accept, centered=centered,
+                                        backend=backend), kwargs)
+    design = model.design
+    priors = model.priors
+    # a model of its own, never ``model.pymc_model``: what a user adds to that one stays out of the fit
+    pm_model = _LazyModel(design, priors, centered)
     seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else int(random_seed)
     timings: dict = {}
-    if sampler == "nutpie":
+    use_collapsed = _use_collapsed(collapsed, design, priors, sampler=sampler, centered=centered)
+    run = dict(draws=draws, tune=tune, chains=chains, progressbar=progressbar, target_accept=target_accept,
+               timings=timings)
+    if use_collapsed:
+        trace = sample_collapsed(design, priors, random_seed=seed, **run, **kwargs)
+        sampler = "nutpie (collapsed)"
+    elif sampler == "nutpie":
         if not _has("nutpie"):
             raise DesignError("sampler='nutpie' needs nutpie: pip install nutpie")
         key = model_key(design, priors, centered=centered, backend=backend)
-        trace = _sample_nutpie(pm_model, design, draws=draws, tune=tune, chains=chains, seed=seed,
-                               progressbar=progressbar, target_accept=target_accept, backend=backend,
-                               timings=timings, key=key, **kwargs)
+        trace = _sample_nutpie(pm_model, design, seed=seed, backend=backend, key=key, **run, **kwargs)
     else:
-        trace = _sample_pymc(pm_model, nuts_sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
-                             progressbar=progressbar, target_accept=target_accept, timings=timings, **kwargs)
-    idata = assemble_idata(trace, design)
+        trace = _sample_pymc(pm_model.get(), nuts_sampler=sampler, seed=seed, **run, **kwargs)
+    idata = assemble_idata(trace, design, rng=np.random.default_rng(seed))
     names = posterior_param_names(design, idata["posterior"])
     diagnostics = check_diagnostics(idata, names, chains=chains, target_accept=target_accept,
                                     maxdepth=int(kwargs.get("maxdepth", 10)), stacklevel=4)   # the caller of fit()
     return PosteriorDraws(design=design, idata=idata, priors=priors, sampler=sampler, timings=timings,
                           settings=dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                        target_accept=target_accept, centered=centered),
+                                        target_accept=target_accept, centered=centered,
+                                        collapsed=use_collapsed),
                           diagnostics=diagnostics, param_names=names)
 
 
-def assemble_idata(trace, design):
-    """posterior + sample_stats from the sampler, plus observed_data and the pointwise log-likelihood."""
-    import xarray as xr
-
-    post = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    ll = pointwise_loglik(design, post)                                  # (chain, draw, obs)
-    obs = xr.DataArray(np.arange(design.n), dims="obs")
-    observed = xr.Dataset({"y": xr.DataArray(design.y, dims="obs", coords={"obs": obs})})
-    loglik = xr.Dataset({"y": xr.DataArray(ll, dims=("chain", "draw", "obs"),
-                                           coords={"chain": post["chain"], "draw": post["draw"], "obs": obs})})
-    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats, "log_likelihood": loglik,
-                                  "observed_data": observed})
+def _use_collapsed(collapsed, design, priors, *, sampler: str, centered: bool) -> bool:
+    """Whether to sample the collapsed Gaussian model (see ``sample_nuts(collapsed=)``)."""
+    if collapsed not in (None, True, False):
+        raise DesignError(f"collapsed must be None, True or False, got {collapsed!r}")
+    if collapsed is False:
+        return False
+    reason = unsupported_reason(design, priors)
+    if reason is None and (centered or sampler not in ("nutpie",)):
+        reason = (f"the collapsed sampler runs on nutpie with non-centred effects (got sampler={sampler!r}, "
+                  f"centered={centered})")
+    if collapsed is True and reason is not None:
+        raise DesignError(f"collapsed=True is not available for this model: {reason}; use collapsed=False")
+    return reason is None

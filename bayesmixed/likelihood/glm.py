@@ -44,6 +44,21 @@ def glm_fit(X: np.ndarray, y: np.ndarray, family: Family, weights: np.ndarray | 
     >>> glm_fit(X, y, get_family("binomial")).round(4).tolist()      # the maximum-likelihood fit
     [-3.0351, 1.214]
     """
+    return glm_irls(X, y, family, weights, offset, maxit=maxit, tol=tol)[0]
+
+
+def glm_irls(X: np.ndarray, y: np.ndarray, family: Family, weights: np.ndarray | None = None,
+             offset: np.ndarray | None = None, *, maxit: int = 25, tol: float = 1e-8) -> tuple[np.ndarray, bool]:
+    """:func:`glm_fit`'s IRLS, also saying whether it converged within ``maxit`` steps.
+
+    Examples
+    --------
+    >>> from bayesmixed.families import get_family
+    >>> X = np.ones((4, 1))
+    >>> beta, ok = glm_irls(X, np.ones(4), get_family("binomial"))   # all successes: the MLE is at infinity
+    >>> ok, bool(beta[0] > 10)
+    (False, True)
+    """
     n = X.shape[0]
     wt = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
@@ -60,8 +75,8 @@ def glm_fit(X: np.ndarray, y: np.ndarray, family: Family, weights: np.ndarray | 
         done = np.max(np.abs(new - beta), initial=0.0) < tol
         beta = new
         if done:
-            break
-    return beta
+            return beta, True
+    return beta, False
 
 
 class GlmResponse:

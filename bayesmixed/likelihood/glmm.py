@@ -6,6 +6,13 @@ the Laplace (or AGQ) criterion with BOBYQA. Stage 2 runs in whitened coordinates
 ``beta = beta1 + RX1^{-1} z`` (RX1 from stage 1), so that one unit in every
 direction is about one standard error: BOBYQA then needs few evaluations from a
 start that is already close.
+
+Standard errors: as glmer's default (``use.hessian=TRUE``), from the Hessian of the
+criterion over (theta, beta) at the optimum, here by central differences of the
+criterion with fully converged PIRLS (``likelihood/hessian.py``; accurate to ~1e-6,
+where glmer's ``deriv12`` of its criterion, which carries its PIRLS tolerance, is 1e-3
+to 1e-2 off);
+``use_hessian=False`` gives glmer's RX-based ``vcov(fit, use.hessian=FALSE)``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from bayesmixed.errors import (
 from bayesmixed.families import Family, get_family
 from bayesmixed.likelihood.agq import check_agq_design
 from bayesmixed.likelihood.lmm import is_singular, singular_message
-from bayesmixed.likelihood.numderiv import deriv12
+from bayesmixed.likelihood.hessian import glmm_derivs
 from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
 from bayesmixed.likelihood.pirls import LaplaceDeviance
 
@@ -34,7 +41,7 @@ HESS_TOL = 1e-6            # glmerControl(check.conv.hess = .makeCC("warning", t
 
 def optimize_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | None = None, start=None,
                   check_conv: bool = True, optimizer_options: dict | None = None,
-                  shape: float | None = None) -> "GlmmOptimum":
+                  shape: float | None = None, use_hessian: bool = True) -> "GlmmOptimum":
     """Fit a GLMM by the Laplace approximation or adaptive Gauss-Hermite quadrature.
 
     Parameters
@@ -52,6 +59,13 @@ def optimize_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | N
         Run lme4's gradient / Hessian convergence checks.
     shape : float, optional
         Negative binomial only: fix the shape k instead of estimating it.
+    use_hessian : bool
+        Covariance of the fixed effects from the Hessian of the criterion over
+        (theta, beta) (default, glmer's ``vcov(fit)``), or with ``False`` from the PIRLS
+        factor, ``sigma^2 (RX'RX)^{-1}`` (glmer's ``vcov(fit, use.hessian = FALSE)``:
+        cheaper, but it ignores the curvature of the log-determinant and the
+        theta-beta coupling, ~1% off). The Hessian is computed anyway when
+        ``check_conv`` runs.
 
     Returns
     -------
@@ -94,8 +108,10 @@ def optimize_glmm(design: MixedDesign, *, method: str = "laplace", nAGQ: int | N
     _check_response(design)
     with single_blas_thread():
         # small dense factorizations: BLAS threads only add overhead and contention
-        return _fit(design, nAGQ=nAGQ, start=start, check_conv=check_conv,
-                    optimizer_options=optimizer_options or {}, shape=shape)
+        out = _fit(design, nAGQ=nAGQ, start=start, check_conv=check_conv,
+                   optimizer_options=optimizer_options or {}, shape=shape)
+    out.use_hessian = bool(use_hessian)
+    return out
 
 
 _CONTROLLER = None
@@ -170,7 +186,7 @@ def _fit(design, *, nAGQ, start, check_conv, optimizer_options, shape):
     nth = design.n_theta
 
     # while optimising, modes to 1e-8 (criterion error ~1e-8); the final state and the
-    # finite-difference Hessian use 1e-10 so that second differences at step 1e-4 are clean
+    # finite-difference Hessian use 1e-10 (Newton PIRLS: modes exact to rounding)
     dev.utol = 1e-8
 
     # ---- stage 1: theta with beta (and u) from joint PIRLS (glmer nAGQ=0)
@@ -286,8 +302,8 @@ class GlmmOptimum:
     """The optimum of a Laplace / AGQ fit: estimates, the PIRLS state there and the checks' findings.
 
     What ``results`` builds a :class:`~bayesmixed.results.glmm.GlmmFit` from. The
-    methods evaluate what needs the deviance object (the factor, lme4's ``deriv12``
-    Hessian), so that results never reach into the engine.
+    methods evaluate what needs the deviance object (the factor, the Hessian of the
+    criterion), so that results never reach into the engine.
 
     Examples
     --------
@@ -313,6 +329,7 @@ class GlmmOptimum:
     warnings_issued: tuple = ()
     conv_messages: tuple = ()
     shape_estimated: bool = False
+    use_hessian: bool = True
 
     @property
     def method(self) -> str:
@@ -348,32 +365,42 @@ class GlmmOptimum:
         d = self.design
         return [t.covariance(self.theta[s], self.sigma) for t, s in zip(d.reterms, d.theta_slices)]
 
-    def _criterion(self, pars: np.ndarray) -> float:
-        dev = self.devfun
-        return dev(pars) if self.nAGQ == 1 else dev.agq(pars, self.nAGQ)
-
     @cached_property
     def derivs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian of the criterion over (theta, beta) by lme4's ``deriv12``."""
-        dev = self.devfun
-        u_save = dev._u_start.copy()
-        try:
-            with single_blas_thread():
-                g, H = deriv12(self._criterion, np.concatenate([self.theta, self.beta]), f0=self.objective)
-        finally:
-            dev._u_start = u_save
-        return g, H
+        """Gradient and Hessian of the criterion over (theta, beta) by central differences.
 
-    def vcov_rx(self) -> np.ndarray:
-        """Covariance of beta from the PIRLS factor: sigma^2 (RX'RX)^{-1} (``use.hessian=FALSE``)."""
+        Steps of 1% of each parameter's conditional standard error (beta's from the
+        PIRLS factor, theta's from a pilot pass), PIRLS started from predicted modes and
+        converged to 1e-10 at every point: about ``k^2 + k`` criterion evaluations for
+        k parameters (see :func:`~bayesmixed.likelihood.hessian.glmm_derivs`).
+        """
+        prec = np.diag(self._rx_rx) / self.sigma**2
+        scales = np.where(prec > 0, 1 / np.sqrt(np.abs(prec)), np.nan)
+        with single_blas_thread():
+            res = glmm_derivs(self.devfun, np.concatenate([self.theta, self.beta]), nAGQ=self.nAGQ,
+                              f0=self.objective, u=self.state.u, beta_scales=scales)
+        return res.gradient, res.hessian
+
+    @cached_property
+    def _rx_rx(self) -> np.ndarray:
+        """RX'RX = X'WX - RZX'RZX from the PIRLS factor at the optimum."""
         dev, st = self.devfun, self.state
         WX = st.weights[:, None] * dev.X
         RZX = st.factor.solve_L(dev.Lambda_mul(self.theta, dev.Ztmul(WX), trans=True))
-        XtX = dev.X.T @ WX - RZX.T @ RZX
-        return np.linalg.inv(XtX) * self.sigma**2
+        return dev.X.T @ WX - RZX.T @ RZX
+
+    def vcov_rx(self) -> np.ndarray:
+        """Covariance of beta from the PIRLS factor: sigma^2 (RX'RX)^{-1} (``use.hessian=FALSE``)."""
+        return np.linalg.inv(self._rx_rx) * self.sigma**2
 
     def vcov_beta(self) -> np.ndarray:
-        """Covariance of beta: 2 H^{-1} restricted to beta (lme4's default), else :meth:`vcov_rx`."""
+        """Covariance of beta: 2 H^{-1} restricted to beta (lme4's default), else :meth:`vcov_rx`.
+
+        :meth:`vcov_rx` with ``use_hessian=False``, or when ``2 H^{-1}`` is not positive
+        definite (as lme4, which warns there).
+        """
+        if not self.use_hessian:
+            return self.vcov_rx()
         nth = self.design.n_theta
         try:
             _, H = self.derivs

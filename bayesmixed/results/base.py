@@ -10,12 +10,13 @@ from scipy import stats
 
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import DesignError
-from bayesmixed.results.display import Summary, formula_label, random_effects_text
+from bayesmixed.results.display import Summary, fixef_correlation_text, formula_label, random_effects_text
 from bayesmixed.results.interpret import InterpretMixin
 from bayesmixed.results.predict import check_type, eta_draws
 
 TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "statistic", "df", "p_value"]
 RESIDUAL_TYPES = ("response", "deviance", "pearson", "working")
+CORRELATION_MAX = 12          # lme4's option lme4.summary.cor.max: print the correlation up to p = 12
 
 
 def varcorr_frame(design: MixedDesign, covs: list[np.ndarray], sigma: float | None,
@@ -329,7 +330,8 @@ class MixedFit(InterpretMixin):
         type = self._residual_default if type is None else type
         if type not in RESIDUAL_TYPES:
             raise DesignError(f"type must be 'deviance', 'pearson', 'response' or 'working', got {type!r}")
-        d, fam = self.design, self.design.family
+        d = self.design
+        fam = getattr(self, "family", d.family)         # a GLMM's fitted family (negative binomial: its shape)
         if type == "response":
             return pd.Series(d.y - self.fitted().to_numpy(), index=d.index)
         eta, mu, devres = self._eta_mu_devres()
@@ -427,8 +429,14 @@ class MixedFit(InterpretMixin):
     def _summary_footer(self, conf_level: float) -> list[str]:
         return []
 
-    def summary(self, *, conf_level: float = 0.95) -> Summary:
+    def summary(self, *, conf_level: float = 0.95, correlation: bool | str | None = None) -> Summary:
         """The fit's summary: print it (lme4-like text) or show it in a notebook.
+
+        ``correlation`` chooses the 'Correlation of Fixed Effects' block as lme4's
+        ``print(summary(fit), correlation=)``: None (default) prints lme4's lower
+        triangle with abbreviated names when there are at most 12 fixed effects,
+        True always prints it, False never, ``"full"`` prints the whole matrix with full
+        names. ``Summary.correlation`` always holds the full matrix.
 
         Examples
         --------
@@ -436,7 +444,16 @@ class MixedFit(InterpretMixin):
         >>> fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.load_dataset("sleepstudy")).fit()
         >>> "Random effects:" in str(fit.summary())
         True
+        >>> print(str(fit.summary()).split("Correlation of Fixed Effects:")[1])
+             Intrcp
+        Days -0.371
+        >>> fit.summary(correlation="full").correlation.round(3)
+                   Intercept   Days
+        Intercept      1.000 -0.371
+        Days          -0.371  1.000
         """
+        if correlation not in (None, True, False, "full"):
+            raise DesignError(f"correlation must be None, True, False or 'full', got {correlation!r}")
         d = self.design
         tables, blocks = {}, {}
         scaled = self._scaled_residuals()
@@ -449,11 +466,18 @@ class MixedFit(InterpretMixin):
                                     + extra)
         tables["Fixed effects"] = self._fixed_table(conf_level)
         corr = self._fixef_correlation() if d.p > 1 else None
+        footer = self._summary_footer(conf_level)
         if corr is not None:
-            tables["Correlation of Fixed Effects"] = corr
-            blocks["Correlation of Fixed Effects"] = corr.round(3).to_string()
+            show = correlation if correlation is not None else d.p <= CORRELATION_MAX
+            if show:
+                tables["Correlation of Fixed Effects"] = corr
+                blocks["Correlation of Fixed Effects"] = (corr.round(3).to_string() if show == "full"
+                                                          else fixef_correlation_text(corr))
+            elif correlation is None:
+                footer = [f"Correlation matrix not shown by default, as p = {d.p} > {CORRELATION_MAX}. "
+                          "Use fit.summary(correlation=True) or fit.vcov if you need it.", *footer]
         return Summary(title=self._summary_title(), header=self._summary_header(), tables=tables,
-                       footer=self._summary_footer(conf_level), text_blocks=blocks)
+                       footer=footer, text_blocks=blocks, correlation=corr)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmixed.design.newdata import new_matrices
-from bayesmixed.results.display import Summary, signif_stars
+from bayesmixed.results.display import Summary, r_format, signif_stars
 from bayesmixed.results.likelihood import LikelihoodFit
 from bayesmixed.results.predict import check_type
 
@@ -34,8 +34,9 @@ class GlmmFit(LikelihoodFit):
     modes ``b = Lambda u``), ``varcorr``, ``sigma`` (1 unless the family has a scale),
     ``loglik = -criterion / 2`` as glmer reports it, ``deviance`` (sum of the
     conditional deviance residuals, lme4's ``deviance()``), ``vcov`` from the
-    finite-difference Hessian of the criterion over (theta, beta) (lme4's default,
-    ``use.hessian=TRUE``), ``vcov_rx`` from the PIRLS factor (``use.hessian=FALSE``).
+    Hessian of the criterion over (theta, beta) (lme4's default, ``use.hessian=TRUE``;
+    central differences with converged PIRLS, ~1e-6 accurate), ``vcov_rx`` from the
+    PIRLS factor (``use.hessian=FALSE``; ``fit(use_hessian=False)`` makes it ``vcov``).
 
     Examples
     --------
@@ -79,7 +80,7 @@ class GlmmFit(LikelihoodFit):
 
     @property
     def derivs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian of the criterion over (theta, beta) by lme4's ``deriv12``."""
+        """Gradient and Hessian of the criterion over (theta, beta) (central differences)."""
         return self._optimum.derivs
 
     @cached_property
@@ -182,9 +183,24 @@ class GlmmFit(LikelihoodFit):
         tab[""] = [signif_stars(v) for v in p]
         return tab
 
-    def summary(self, *, conf_level: float = 0.95) -> Summary:
-        """glmer's ``summary(fit)``: family, criteria, random effects and Wald z tests."""
-        return super().summary(conf_level=conf_level)
+    def summary(self, *, conf_level: float = 0.95, correlation: bool | str | None = None) -> Summary:
+        """glmer's ``summary(fit)``: family, criteria, random effects and Wald z tests.
+
+        The criteria line is lme4's: its ``deviance`` column is -2 logLik, not
+        ``fit.deviance``; ``correlation`` chooses the correlation block as in
+        ``MixedFit.summary``.
+
+        Examples
+        --------
+        >>> import bayesmixed as bm
+        >>> fit = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        ...                bm.load_dataset("cbpp"), family="binomial").fit()
+        >>> print("\\n".join(str(fit.summary()).splitlines()[3:6]))
+        <BLANKLINE>
+             AIC      BIC   logLik deviance df.resid
+           194.1    204.2    -92.0    184.1       51
+        """
+        return super().summary(conf_level=conf_level, correlation=correlation)
 
     def _summary_title(self) -> str:
         how = ("Laplace Approximation" if self.nAGQ == 1
@@ -195,7 +211,7 @@ class GlmmFit(LikelihoodFit):
         d, fam = self.design, self.family
         famname = {"gamma": "Gamma"}.get(fam.name, fam.name)
         if fam.name == "negativebinomial":
-            famname = f"Negative Binomial({fam.shape:.4g})"   # glmer.nb's family name
+            famname = f"Negative Binomial({r_format([round(fam.shape, 4)])[0]})"   # MASS's name, as glmer.nb
         header = [f" Family: {famname}  ( {fam.link.name} )", f"Formula: {self._formula_line()}"]
         if d.has_user_weights:
             header.append("Weights: (prior weights)")

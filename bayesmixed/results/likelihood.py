@@ -11,7 +11,7 @@ from scipy import stats
 from bayesmixed.errors import DesignError
 from bayesmixed.inference import boot_confint, bootstrap, kenward_roger, profile_confint
 from bayesmixed.results.base import MixedFit
-from bayesmixed.results.display import Summary, signif_stars
+from bayesmixed.results.display import Summary, aictab_lines, signif_stars
 from bayesmixed.results.idata import normal_approximation_idata
 
 
@@ -406,11 +406,13 @@ class LikelihoodFit(MixedFit):
         return self._tidy(conf_int, conf_level, effects, ddf=_ddf(ddf))
 
     # ---- summary ----------------------------------------------------------------------
-    def summary(self, *, conf_level: float = 0.95, ddf: str = "satterthwaite") -> Summary:
+    def summary(self, *, conf_level: float = 0.95, ddf: str = "satterthwaite",
+                correlation: bool | str | None = None) -> Summary:
         """lme4's ``summary(fit)`` with lmerTest's t tests: print it, or show it in a notebook.
 
         ``ddf="Kenward-Roger"`` uses Kenward-Roger's adjusted standard errors and df
         (lmerTest's ``summary(fit, ddf="Kenward-Roger")``) instead of Satterthwaite's.
+        ``correlation`` chooses the correlation block as in ``MixedFit.summary``.
 
         Examples
         --------
@@ -424,7 +426,7 @@ class LikelihoodFit(MixedFit):
         """
         self._summary_ddf = _ddf(ddf)
         try:
-            return super().summary(conf_level=conf_level)
+            return super().summary(conf_level=conf_level, correlation=correlation)
         finally:
             del self._summary_ddf
 
@@ -436,8 +438,9 @@ class LikelihoodFit(MixedFit):
         return title
 
     def _criteria_lines(self) -> list[str]:
-        return ["     AIC      BIC   logLik deviance df.resid",
-                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} {self.df_resid:8d}"]
+        """lme4's ``AIC BIC logLik deviance df.resid`` lines after a blank one: the deviance column
+        is -2 logLik (lme4's ``AICtab``), which for a GLMM is not ``deviance()``."""
+        return ["", *aictab_lines(self.aic, self.bic, self.loglik, -2 * self.loglik, self.df_resid)]
 
     def _summary_header(self) -> list[str]:
         header = super()._summary_header()
@@ -472,14 +475,14 @@ class LikelihoodFit(MixedFit):
 
     @cached_property
     def idata(self):
-        """ArviZ data with draws from the normal approximation at the estimate.
+        """ArviZ data from the normal approximation at the estimate (see :mod:`bayesmixed.results.idata`).
 
         Examples
         --------
         >>> import bayesmixed as bm
         >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy")).fit()
-        >>> fit.idata.posterior["b_Subject"].shape
-        (1, 1000, 18, 2)
+        >>> fit.idata.posterior["b_Subject"].shape, list(fit.idata.children)
+        ((1, 1000, 18, 2), ['posterior', 'observed_data', 'posterior_predictive'])
         """
         return normal_approximation_idata(self)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from bayesmixed.results.base import MixedFit
@@ -38,6 +40,15 @@ class MapFit(MixedFit):
         self._b = np.asarray(mode.b)
         self._vcov = np.asarray(mode.vcov)
         self._covs = mode.covariances()
+        self._mode = mode
+
+    def _varpar_distribution(self):
+        """(theta, sigma, covariance): the REML criterion's Hessian at the mode (the normal approximation)."""
+        return self.theta, self.sigma, self._mode.varpar_covariance()
+
+    @cached_property
+    def _condvar_blocks(self) -> list[np.ndarray]:
+        return self._mode.condvar_blocks()
 
     def _b_vector(self) -> np.ndarray:
         return self._b
@@ -54,7 +65,7 @@ class MapFit(MixedFit):
     def _fixef_correlation(self):
         return None
 
-    @property
+    @cached_property
     def idata(self):
-        """ArviZ data with draws from the normal approximation at the mode."""
+        """ArviZ data with draws from the normal approximation at the mode (the variables of posterior fits)."""
         return normal_approximation_idata(self)

@@ -13,6 +13,9 @@ import pandas as pd
 
 from bayesmixed.errors import DesignError
 from bayesmixed.results.base import MixedFit
+from bayesmixed.results.posterior_stats import (
+    bayes_r2_draws, interval_table, loo_with_labels, nakagawa_r2_draws, waic,
+)
 from bayesmixed.results.predict import check_type, eta_draws
 
 
@@ -29,6 +32,23 @@ def _interval(x: np.ndarray, prob: float, kind: str) -> tuple[float, float]:
     widths = x[w:] - x[:m - w]
     i = int(np.argmin(widths))
     return float(x[i]), float(x[i + w])
+
+
+def cor_matrix(pairs: np.ndarray, k: int) -> np.ndarray:
+    """(..., k, k) correlation matrices from (..., k(k-1)/2) pairs in ``cor_<term>`` order (upper triangle).
+
+    Examples
+    --------
+    >>> cor_matrix(np.array([0.5]), 2).tolist()
+    [[1.0, 0.5], [0.5, 1.0]]
+    """
+    pairs = np.asarray(pairs, dtype=float)
+    i, j = np.triu_indices(k, 1)
+    out = np.zeros((*pairs.shape[:-1], k, k))
+    out[..., i, j] = pairs
+    out[..., j, i] = pairs
+    out[..., np.arange(k), np.arange(k)] = 1.0
+    return out
 
 
 def _ess_rhat(draws: np.ndarray) -> tuple[float, float]:
@@ -94,8 +114,9 @@ class PosteriorFit(MixedFit):
     def _sd_corr(self, t) -> tuple[np.ndarray, np.ndarray | None]:
         """(chain, draw, k) sds and (chain, draw, k, k) correlations (None if uncorrelated) of term ``t``."""
         sd = self._draws(f"sd_{t.name}")
-        corr = self._draws(f"corr_{t.name}") if t.correlated and t.n_cols > 1 else None
-        return sd, corr
+        if not (t.correlated and t.n_cols > 1):
+            return sd, None
+        return sd, cor_matrix(self._draws(f"cor_{t.name}"), t.n_cols)
 
     def _mean_covariance(self, t) -> np.ndarray:
         sd, corr = self._sd_corr(t)
@@ -245,12 +266,70 @@ class PosteriorFit(MixedFit):
         return [f"Posterior means and sds; {int(100 * conf_level)}% highest-density intervals; "
                 "R-hat and bulk ESS from ArviZ."]
 
-    # ---- LOO --------------------------------------------------------------------------
-    def loo(self, **kwargs):
-        """PSIS-LOO from the stored pointwise log-likelihood (``arviz.loo``)."""
-        import arviz as az
+    # ---- R², intervals, LOO, WAIC -------------------------------------------------------
+    def r2(self, *, kind: str = "bayes", draws: bool = False):
+        """Marginal and conditional R² as posterior means (``draws=True``: one row per draw).
 
-        return az.loo(self.idata, **kwargs)
+        Parameters
+        ----------
+        kind : {"bayes", "nakagawa"}
+            ``"bayes"``: Gelman, Goodrich, Gabry & Vehtari (2019), residual-based
+            (rstanarm/brms ``bayes_R2``; marginal leaves the random effects out of the
+            mean). ``"nakagawa"``: Nakagawa & Schielzeth on each draw, the definition
+            the likelihood fits' ``r2()`` uses at their estimate.
+        draws : bool
+            A DataFrame of the draws (columns ``marginal``, ``conditional``) instead of means.
+        """
+        if kind == "bayes":
+            y = np.asarray(self.design.y, dtype=float)
+            cond = np.asarray(self.predict(kind="draws")).reshape(self.n_draws, -1)
+            marg = np.asarray(self.predict(kind="draws", include_random=False)).reshape(self.n_draws, -1)
+            out = bayes_r2_draws(y, cond, marg)
+        elif kind == "nakagawa":
+            covs = []
+            for t in self.design.reterms:
+                sd, corr = self._sd_corr(t)
+                sd = sd.reshape(self.n_draws, -1)
+                C = np.einsum("si,sj->sij", sd, sd)
+                covs.append(C * corr.reshape(self.n_draws, t.n_cols, t.n_cols) if corr is not None
+                            else C * np.eye(t.n_cols))
+            sigma = self._draws("sigma").ravel() if "sigma" in self.posterior else None
+            out = nakagawa_r2_draws(self.design, self._beta_draws(), covs, sigma)
+        else:
+            raise DesignError(f"kind must be 'bayes' or 'nakagawa', got {kind!r}")
+        if draws:
+            return pd.DataFrame(out)
+        return {k: float(np.mean(v)) for k, v in out.items()}
+
+    def confint(self, prob: float = 0.95, kind: str = "eti") -> pd.DataFrame:
+        """Credible intervals of the fixed effects and variance parameters.
+
+        Rows: the fixed effects, then ``sd_<term>|<group>``, ``cor_<a>.<b>|<group>``,
+        ``sigma`` and the family's parameters; columns ``2.5 %``, ``97.5 %`` (as the
+        likelihood fits' ``confint``). ``kind="eti"``: equal-tailed (quantiles);
+        ``"hdi"``: highest density.
+        """
+        rows = []
+        for e, g, term, x in self._scalar_params():
+            if e == "fixed" or e == "aux":
+                rows.append((term, x))
+            elif g == "Residual":
+                rows.append(("sigma", x))
+            else:
+                rows.append((f"{term.replace('__', '_', 1)}|{g}", x))
+        return interval_table(rows, prob, kind, _interval)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO from the stored pointwise log-likelihood (``arviz.loo``, pointwise).
+
+        Warns (``LooWarning``) naming the data rows whose Pareto k is too high.
+        """
+        return loo_with_labels(self.idata, self.design.index, stacklevel=3, **kwargs)
+
+    def waic(self):
+        """WAIC from the stored pointwise log-likelihood; warns naming rows with unreliable terms."""
+        ll = self.idata["log_likelihood"].to_dataset()
+        return waic(np.asarray(ll[list(ll.data_vars)[0]]), self.design.index, stacklevel=3)
 
     # ---- predictions ------------------------------------------------------------------
     def predict(self, newdata=None, *, include_random: bool = True, allow_new_levels: bool = False,
