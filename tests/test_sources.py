@@ -133,6 +133,9 @@ def test_residuals_and_fitted_chunk_by_chunk(data, reference):
     r2, r2_ref = fit.r2(), ref.r2()
     _close([r2["marginal"], r2["conditional"]], [r2_ref["marginal"], r2_ref["conditional"]], "r2")
     assert "Scaled residuals" in str(fit.summary())
+    _close(fit.predictions(new)["estimate"], ref.predictions(new)["estimate"], "predictions(newdata)")
+    with pytest.raises(DesignError, match=r"fit.predictions\(\) without newdata="):
+        fit.predictions()
 
 
 def test_missing_rows_dropped_and_counted(data):

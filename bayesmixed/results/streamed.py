@@ -66,6 +66,28 @@ class StreamedLikelihoodFit(LikelihoodFit):
             return super()._linear_predictor(newdata, include_random, allow_new_levels)
         return _concat(list(self.iter_fitted(include_random=include_random)))
 
+    def _need_newdata(self, newdata, what: str) -> None:
+        if newdata is None:
+            raise DesignError(f"fit.{what}() without newdata= works on every row of the data, which an "
+                              f"out-of-memory fit ({self.design.source.description}) does not hold: pass "
+                              f"newdata= (a pandas DataFrame: a grid, or a sample of the rows such as "
+                              f"{self.design.source.collect_hint} on a subset)")
+
+    def predictions(self, newdata=None, **kwargs) -> pd.DataFrame:
+        """:meth:`LikelihoodFit.predictions` on ``newdata`` (required for out-of-memory data)."""
+        self._need_newdata(newdata, "predictions")
+        return super().predictions(newdata, **kwargs)
+
+    def comparisons(self, variable: str, newdata=None, **kwargs) -> pd.DataFrame:
+        """:meth:`LikelihoodFit.comparisons` on ``newdata`` (required for out-of-memory data)."""
+        self._need_newdata(newdata, "comparisons")
+        return super().comparisons(variable, newdata, **kwargs)
+
+    def slopes(self, variable: str, newdata=None, **kwargs) -> pd.DataFrame:
+        """:meth:`LikelihoodFit.slopes` on ``newdata`` (required for out-of-memory data)."""
+        self._need_newdata(newdata, "slopes")
+        return super().slopes(variable, newdata, **kwargs)
+
     def residuals(self, type: str | None = None) -> pd.Series:
         """All residuals as one Series (one float per row); see :meth:`iter_residuals`."""
         return _concat(list(self.iter_residuals("response" if type is None else type)))
