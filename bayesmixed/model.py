@@ -16,6 +16,7 @@ from bayesmixed.bayes import build_pymc_model, fit_map, sample_nuts, to_bambi
 from bayesmixed.bayes.prior_predictive import sample_prior_predictive
 from bayesmixed.bayes.priors import validate_priors
 from bayesmixed.design import MixedDesign, build_design
+from bayesmixed.design.streamed import StreamedDesign, not_supported
 from bayesmixed.errors import DesignError
 from bayesmixed.families import get_family
 from bayesmixed.formula import parse_formula
@@ -25,6 +26,7 @@ from bayesmixed.results.glmm import GlmmFit
 from bayesmixed.results.likelihood import LikelihoodFit
 from bayesmixed.results.map import MapFit
 from bayesmixed.results.posterior import PosteriorFit
+from bayesmixed.results.streamed import StreamedLikelihoodFit
 
 
 class Fitter(NamedTuple):
@@ -72,7 +74,10 @@ class Model:
         for uncorrelated terms, ``(1 | g1/g2)`` for nesting, ``offset(x)``,
         ``cbind(successes, failures)`` for binomial counts.
     data : pandas.DataFrame
-        Never modified. Polars frames and dicts of columns are converted.
+        Never modified. Polars frames and dicts of columns are converted. Data larger
+        than memory: a path to Parquet (a file, a directory or a glob; read through
+        DuckDB), a DuckDB relation, a polars LazyFrame or a Dask DataFrame, read chunk
+        by chunk (Gaussian LMMs by REML/ML; see :mod:`bayesmixed.design.streamed`).
     family : str
         ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"negativebinomial"``,
         ``"gamma"``.
@@ -122,7 +127,12 @@ class Model:
             self.parsed, data, family=self.family, weights=weights, offset=offset,
             na_action=na_action, control=control,
         )
-        self._priors = validate_priors(self.design, priors)     # bad names/values fail here, not at fit
+        if isinstance(self.design, StreamedDesign):           # no Bayesian fit of out-of-memory data
+            if priors:
+                raise DesignError(not_supported(self.design.source, "priors= (method='nuts'/'map')"))
+            self._priors = None
+        else:
+            self._priors = validate_priors(self.design, priors)     # bad names/values fail here, not at fit
         self._priors_override = dict(priors or {})
         self._init_args = dict(formula=formula, family=family, link=link, random=random, weights=weights,
                                offset=offset, priors=priors, na_action=na_action, control=control)
@@ -186,8 +196,13 @@ class Model:
                               f"this model is {self.family.name}({self.family.link.name}): "
                               "use method='laplace', 'agq' or 'nuts'")
         f = FITTERS[method]
+        result = f.result
+        if isinstance(self.design, StreamedDesign):    # out-of-memory data: REML/ML from cross-products
+            if method not in ("reml", "ml"):
+                raise DesignError(not_supported(self.design.source, f"method={method!r}"))
+            result = StreamedLikelihoodFit
         opts = _options(f.engine, kwargs, method)
-        fit = f.result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
+        fit = result(f.engine(self.design if f.takes == "design" else self, **f.fixed, **opts))
         fit.data = self.data
         return fit
 

@@ -23,7 +23,9 @@ from bayesmixed.design.fixed import (
 )
 from bayesmixed.design.response import response_values
 from bayesmixed.design.reterms import check_levels, random_terms
+from bayesmixed.design.sources import as_source
 from bayesmixed.design.spec import MixedDesign
+from bayesmixed.design.streamed_build import build_streamed_design
 from bayesmixed.errors import DesignError, FormulaError, MissingDataWarning
 from bayesmixed.families import Family
 from bayesmixed.formula.parse import find_call
@@ -68,7 +70,9 @@ def build_design(
     parsed : ParsedFormula
         From :func:`bayesmixed.formula.parse_formula`.
     data : pandas.DataFrame
-        Or a polars frame / dict of columns (converted).
+        Or a polars frame / dict of columns (converted); or out-of-memory data: a
+        Parquet path (file, directory, glob), a DuckDB relation, a polars LazyFrame or
+        a Dask DataFrame (Gaussian LMMs only; see :mod:`bayesmixed.design.streamed`).
     family : Family
         From :func:`bayesmixed.families.get_family`.
     weights, offset : str or array, optional
@@ -100,6 +104,10 @@ def build_design(
     if na_action not in NA_ACTIONS:
         raise DesignError(f"na_action must be 'omit' (drop rows with missing values, as lme4's "
                           f"na.omit) or 'raise' (refuse them); got {na_action!r}")
+    source = as_source(data)
+    if source is not None:        # Parquet path, DuckDB relation, polars LazyFrame, Dask DataFrame
+        return build_streamed_design(parsed, source, family=family, weights=weights, offset=offset,
+                                     na_action=na_action, ctrl=ctrl)
     data = as_pandas(data)
     if len(data) == 0:
         raise DesignError(f"data has no rows ({len(data.columns)} columns, 0 rows): nothing to fit")

@@ -172,17 +172,52 @@ def drop_aliased(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7, *, wa
             basis = np.column_stack([basis, resid / np.linalg.norm(resid)])
     dropped = tuple(names[j] for j in range(X.shape[1]) if j not in keep)
     if dropped and warn:
-        why = ("all zero or a linear combination of the columns before it" if len(dropped) == 1
-               else "each all zero or a linear combination of the columns before it")
-        more = (f" (only {X.shape[0]} rows for {X.shape[1]} columns)" if X.shape[0] < X.shape[1] else "")
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)} ({why}){more}. Its coefficient is not estimable: "
-            "remove the redundant term(s) from the formula, or pass "
-            "control={'check_rank_x': 'stop.deficient'} to make this an error",
-            RankDeficiencyWarning, stacklevel=5,
-        )
+        warn_aliased(dropped, X.shape[0], X.shape[1])
     return X[:, keep], tuple(names[j] for j in keep), dropped
+
+
+def warn_aliased(dropped: tuple[str, ...], nrows: int, ncols: int, stacklevel: int = 6) -> None:
+    """The :class:`RankDeficiencyWarning` naming the dropped columns (lme4's message)."""
+    why = ("all zero or a linear combination of the columns before it" if len(dropped) == 1
+           else "each all zero or a linear combination of the columns before it")
+    more = f" (only {nrows} rows for {ncols} columns)" if nrows < ncols else ""
+    warnings.warn(
+        f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+        f"column(s): {', '.join(dropped)} ({why}){more}. Its coefficient is not estimable: "
+        "remove the redundant term(s) from the formula, or pass "
+        "control={'check_rank_x': 'stop.deficient'} to make this an error",
+        RankDeficiencyWarning, stacklevel=stacklevel,
+    )
+
+
+def aliased_from_gram(G: np.ndarray, nrows: int, tol: float = 1e-7) -> np.ndarray:
+    """Columns kept by :func:`drop_aliased`'s greedy rule, from the Gram matrix ``X'X`` alone.
+
+    Column j is kept when its residual on the kept columns before it has norm above
+    ``tol`` times its own norm (the residual's squared norm is the Schur complement
+    ``G_jj - G_jK G_KK^{-1} G_Kj``). Used when X is never held (out-of-memory data).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.column_stack([np.ones(4), np.arange(4.0), 2 * np.arange(4.0)])
+    >>> aliased_from_gram(X.T @ X, 4).tolist()
+    [0, 1]
+    """
+    keep: list[int] = []
+    for j in range(G.shape[0]):
+        gjj = G[j, j]
+        if gjj <= 0 or len(keep) >= nrows:
+            continue
+        if keep:
+            K = np.asarray(keep)
+            g = G[K, j]
+            res2 = gjj - g @ np.linalg.solve(G[np.ix_(K, K)], g)
+        else:
+            res2 = gjj
+        if res2 > (tol * tol) * gjj:
+            keep.append(j)
+    return np.asarray(keep, dtype=np.int64)
 
 
 def check_scale(X: np.ndarray, names: tuple[str, ...], tol: float = 1e3, *, stop: bool = False) -> None:
@@ -202,11 +237,23 @@ def check_scale(X: np.ndarray, names: tuple[str, ...], tol: float = 1e3, *, stop
         return
     cont = ~((X == 0) | (X == 1)).all(axis=0)
     sd = X[:, cont].std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(int(cont.sum()))
+    check_scale_sd(sd, [n for n, c in zip(names, cont) if c], tol, stop=stop)
+
+
+def check_scale_sd(sd: np.ndarray, cnames: list[str], tol: float = 1e3, *, stop: bool = False,
+                   stacklevel: int = 6) -> None:
+    """:func:`check_scale` from the sds of the continuous columns ``cnames`` (no X needed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_scale_sd(np.array([1.0, 2.0]), ["x", "z"])     # comparable scales: no warning
+    """
+    sd = np.asarray(sd, dtype=float)
     live = sd > 0                      # constant columns are aliased with the intercept: not a scale
     sd = sd[live]
     if sd.size == 0:
         return
-    cnames = [n for n, c in zip(names, cont) if c]
     cnames = [n for n, ok in zip(cnames, live) if ok]
     lo, hi = float(sd.min()), float(sd.max())
     if max(hi / lo, hi, 1 / lo) <= tol:
@@ -218,4 +265,4 @@ def check_scale(X: np.ndarray, names: tuple[str, ...], tol: float = 1e3, *, stop
            "units (e.g. x / 1000)")
     if stop:
         raise DesignError(msg)
-    warnings.warn(msg, ScaleWarning, stacklevel=5)
+    warnings.warn(msg, ScaleWarning, stacklevel=stacklevel)

@@ -74,6 +74,17 @@ def random_terms(bars: tuple[Bar, ...], frame: pd.DataFrame, n: int,
         if bar.split and Xi.shape[1] > 1:
             _warn_split_factor(bar, cnames)
         built.append((bar, Xi, cnames, spec, codes, levels))
+    return order_terms(built)
+
+
+def order_terms(built: list[tuple]) -> tuple[ReTerm, ...]:
+    """:class:`ReTerm` objects in lme4's order (``mkReTrms``) with lme4's names.
+
+    ``built`` holds one ``(bar, Xi, cnames, spec, codes, levels)`` per bar, in formula
+    order. Terms are ordered by decreasing number of levels when the number of levels
+    ever increases along the formula; repeated grouping factors are named ``g``,
+    ``g.1``, ...
+    """
     # lme4 (mkReTrms): if the number of levels ever increases, order by rev(order(nlev))
     nl = [len(b[5]) for b in built]
     order = list(range(len(built)))

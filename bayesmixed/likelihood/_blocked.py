@@ -65,24 +65,11 @@ class BlockedSystem:
     def __init__(self, design: MixedDesign, y: np.ndarray | None = None,
                  weights: np.ndarray | None = None, *, X: np.ndarray | None = None,
                  layout: str | None = None) -> None:
-        if not design.reterms:
-            raise FitError("no random-effects terms")
-        self.design = design
-        self.t1, self.rest = design.reterms[0], design.reterms[1:]
-        t1 = self.t1
-        self.k1, self.l1, self.q1 = t1.n_cols, t1.n_levels, t1.q
-        self.q_rest = sum(t.q for t in self.rest)
         X = design.X if X is None else X
-        self.p = X.shape[1]
+        self._structure(design, X.shape[1])
         self._XY = np.empty((design.n, self.p + 1))           # [X y], y rewritten by reweight
         self._XY[:, :-1] = X
-        self._Xi1 = np.ascontiguousarray(t1.Xi, dtype=float)
-        self._zero_shift = np.zeros(self.p)
-        self.m = self.q_rest + self.p + 1
-        self._starts = np.cumsum([0] + [t.q for t in self.rest])[:-1].tolist()
-        self._theta_slices = design.theta_slices
-        self.scalar_rest = all(t.n_cols == 1 for t in self.rest)
-        self._diag_rest = (np.arange(self.q_rest), np.arange(self.q_rest))
+        self._Xi1 = np.ascontiguousarray(self.t1.Xi, dtype=float)
         self._index(layout)
         w = design.weights if weights is None else weights
         self.ldW = float(np.log(w[w > 0]).sum())
@@ -99,6 +86,23 @@ class BlockedSystem:
             self.reweight(w, y)
 
     # ---- structure ---------------------------------------------------------------------------
+    def _structure(self, design: MixedDesign, p: int) -> None:
+        """Sizes and term layout of the system (no rows needed)."""
+        if not design.reterms:
+            raise FitError("no random-effects terms")
+        self.design = design
+        self.t1, self.rest = design.reterms[0], design.reterms[1:]
+        t1 = self.t1
+        self.k1, self.l1, self.q1 = t1.n_cols, t1.n_levels, t1.q
+        self.q_rest = sum(t.q for t in self.rest)
+        self.p = p
+        self._zero_shift = np.zeros(self.p)
+        self.m = self.q_rest + self.p + 1
+        self._starts = np.cumsum([0] + [t.q for t in self.rest])[:-1].tolist()
+        self._theta_slices = design.theta_slices
+        self.scalar_rest = all(t.n_cols == 1 for t in self.rest)
+        self._diag_rest = (np.arange(self.q_rest), np.arange(self.q_rest))
+
     def _index(self, layout: str | None) -> None:
         t1, k1, q1, qr = self.t1, self.k1, self.q1, self.q_rest
         ar = np.arange(k1)
@@ -126,6 +130,11 @@ class BlockedSystem:
         else:
             rows_r = cols_r = np.zeros(0, dtype=np.int64)
             self._kr = 0
+        self._layout21(rows_r, cols_r, layout)
+
+    def _layout21(self, rows_r: np.ndarray, cols_r: np.ndarray, layout: str | None) -> None:
+        """Dense or CSC storage of A21 for the Z-rest entries at (rows_r, cols_r) (sorted keys)."""
+        k1, q1, qr, pp = self.k1, self.q1, self.q_rest, self.p + 1
         nnz = rows_r.size + pp * q1
         work = (np.bincount(cols_r, minlength=q1) + pp).astype(np.int64) ** 2
         self._dense21 = self.m * q1 <= 4_000_000 and (int(work.sum()) * k1 > 0.1 * self.m**2 * q1
@@ -151,6 +160,26 @@ class BlockedSystem:
         self._indptr, self._indices = indptr, indices
         self._cols = np.repeat(np.arange(q1), counts)
 
+    @classmethod
+    def from_crossproducts(cls, design, layout: str | None = None) -> "BlockedSystem":
+        """The LMM's system from cross-products accumulated chunk by chunk (out-of-memory data).
+
+        ``design`` is a :class:`~bayesmixed.design.streamed.StreamedDesign`: its
+        ``crossproducts`` hold ``A11``, the ``[X y]`` rows of ``A21``, the Z-rest entries
+        of ``A21`` as sorted COO keys, ``A22`` and ``ldW``, with ``y`` already less its
+        least-squares fit ``X beta_shift`` (the layout of :meth:`reweight`). There are no
+        rows, so it cannot be reweighted (GLMMs need the rows).
+        """
+        cp = design.crossproducts
+        self = cls.__new__(cls)
+        self._structure(design, cp.layout.p)
+        self._layout21(cp.keys // self.q1, cp.keys % self.q1, layout)
+        self.A11 = cp.A11
+        self._assemble(cp.xy1.ravel(), cp.A22.copy(), cp.vals)
+        self.ldW = cp.ldW
+        self.beta_shift = np.asarray(design.beta_shift, dtype=float)
+        return self
+
     def theta_of(self, theta: np.ndarray, i: int) -> np.ndarray:
         return theta[self._theta_slices[i]]
 
@@ -160,6 +189,9 @@ class BlockedSystem:
 
         ``y=None``: the Z blocks only (X and y rows zero), for ``factor(theta, z_only=True)``.
         """
+        if not hasattr(self, "_XY"):
+            raise FitError("a system built from cross-products (out-of-memory data) has no rows to "
+                           "reweight: GLMMs need the data in memory")
         k1, l1, q1, qr = self.k1, self.l1, self.q1, self.q_rest
         pp = self.p + 1
         self.beta_shift = self._zero_shift
@@ -187,6 +219,11 @@ class BlockedSystem:
             a21r = np.bincount(self._inv21, weights=_rep(w, kr * k1) * self._val21)
         else:
             a21r = np.zeros(0)
+        self._assemble(xy1, A22, a21r)
+
+    def _assemble(self, xy1: np.ndarray, A22: np.ndarray, a21r: np.ndarray) -> None:
+        """A22 and A21 in the chosen storage from the X/y rows ``xy1`` and Z-rest entries ``a21r``."""
+        q1, qr = self.q1, self.q_rest
         self.A22 = A22
         if self._dense21:
             A21 = np.zeros(self.m * q1)

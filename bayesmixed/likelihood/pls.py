@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesmixed.design.spec import MixedDesign
+from bayesmixed.design.streamed import StreamedDesign
 from bayesmixed.likelihood._blocked import BlockedFactor, BlockedSystem
 
 LOG2PI = np.log(2 * np.pi)
@@ -57,7 +58,8 @@ class ProfiledDeviance:
     def __init__(self, design: MixedDesign, *, reml: bool) -> None:
         self.design = design
         self.reml = reml
-        self.system = BlockedSystem(design)
+        self.system = (BlockedSystem.from_crossproducts(design) if isinstance(design, StreamedDesign)
+                       else BlockedSystem(design))
         self.n_evals = 0
 
     def evaluate(self, theta: np.ndarray) -> PLSState:
