@@ -136,7 +136,7 @@ def _print(scenario: str, r: dict) -> None:
     r["ess_per_s"] = r["min_ess_bulk"] / r["wall_s"]
     print(f"{scenario:6s} {r['model']:10s} {r['library']:10s} wall {r['wall_s']:6.1f} s  process "
           f"{r['process_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  min ESS-bulk {r['min_ess_bulk']:6.0f}  "
-          f"ESS/s {r['ess_per_s']:7.1f}  R-hat {r['max_rhat']:.3f}  div {r['divergences']}  "
+          f"ESS/s {r['ess_per_s']:7.1f}  R-hat {r['max_rhat']:.4f}  div {r['divergences']}  "
           f"{r['timings'] or ''}", flush=True)
 
 
