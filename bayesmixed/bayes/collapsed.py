@@ -398,7 +398,8 @@ def gaussian_loglik(design, post) -> np.ndarray:
     return ll
 
 
-def _run_nutpie(compiled, *, draws, tune, chains, seed, progressbar, target_accept, **kw):
+def run_nutpie(compiled, *, draws, tune, chains, seed, progressbar, target_accept, **kw):
+    """Sample a compiled nutpie model; an interrupt or a failed chain raises :class:`SamplingError`."""
     import nutpie
 
     sampler = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
@@ -478,7 +479,7 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
     compiled = compile_nutpie(cd)
     timings["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    trace = _run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
+    trace = run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
                         target_accept=target_accept, **kwargs)
     timings["sampling"] = time.perf_counter() - t0
     t0 = time.perf_counter()

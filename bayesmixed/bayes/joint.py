@@ -20,7 +20,7 @@ from scipy.special import gammaln
 from bayesmixed.bayes import _joint_kernels as K
 from bayesmixed.bayes._collapsed_hyper import hyper_forward
 from bayesmixed.bayes.build import binomial_counts, cor_pairs, model_coords, pair_dim
-from bayesmixed.bayes.collapsed import _POSITIVE, _hyper_layout, _run_nutpie
+from bayesmixed.bayes.collapsed import _POSITIVE, _hyper_layout, run_nutpie
 from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 
 __all__ = ["JointDesign", "joint_logp_and_grad", "prepare_joint", "sample_joint", "to_pymc_point",
@@ -375,7 +375,7 @@ def sample_joint(model_or_design, priors: Priors | None = None, *, draws: int = 
     compiled = compile_nutpie(jd)
     timings["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    trace = _run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
+    trace = run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
                         target_accept=target_accept, **nutpie_kwargs)
     timings["sampling"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmixed.bayes.build import build_pymc_model
-from bayesmixed.bayes.collapsed import sample_collapsed, unsupported_reason
+from bayesmixed.bayes.collapsed import run_nutpie, sample_collapsed, unsupported_reason
 from bayesmixed.bayes.idata import assemble_idata
 from bayesmixed.bayes.joint import sample_joint
 from bayesmixed.bayes.joint import unsupported_reason as joint_unsupported
@@ -195,27 +195,8 @@ def _sample_nutpie(pm_model, design, *, draws, tune, chains, seed, progressbar, 
     timings["compile"] = time.perf_counter() - t0
     timings["backend"] = backend
     t0 = time.perf_counter()
-    sampler = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                            progress_bar=progressbar, target_accept=target_accept, save_warmup=False,
-                            blocking=False, **kw)
-    try:
-        trace = sampler.wait()
-    except KeyboardInterrupt:
-        partial = None
-        try:
-            partial = sampler.abort()
-        except Exception:  # nothing usable was drawn
-            pass
-        raise SamplingError("sampling was interrupted; the draws made so far are in .partial (not a "
-                            "complete fit: do not use them for inference)", partial=partial) from None
-    except BaseException as exc:  # nutpie reports failures in a chain as a pyo3 PanicException
-        if isinstance(exc, (SystemExit, GeneratorExit)):
-            raise
-        try:
-            sampler.cancel()
-        except Exception:
-            pass
-        raise SamplingError(f"nutpie failed while sampling: {exc}") from exc
+    trace = run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
+                       target_accept=target_accept, **kw)
     timings["sampling"] = time.perf_counter() - t0
     return trace
 

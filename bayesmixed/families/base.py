@@ -1,14 +1,4 @@
-"""Response families and link functions, shared by the likelihood and Bayesian engines.
-
-Each family is a subclass of :class:`Family` that carries its behaviour: variance
-function, unit deviance, R's ``aic``, starting values and IRLS pieces, pointwise log
-density, simulation, its auxiliary parameters and its PyMC likelihood, plus small
-integer ``code``\\ s (family and link) that the compiled kernels switch on. Adding a
-family is one new class here (with its entry in ``_CLASSES``) and its tests; no other
-module needs to branch on family names.
-``get_family("binomial", link="probit")`` validates names and lists the valid choices
-in its error.
-"""
+"""The :class:`Family` base class: what every response distribution provides (see :mod:`bayesmixed.families`)."""
 
 from __future__ import annotations
 
