@@ -31,7 +31,8 @@ from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
-from bayesmixed.errors import DesignError, SamplingError
+from bayesmixed.bayes.pyfunc import run_pyfunc
+from bayesmixed.errors import DesignError
 
 __all__ = ["collapsed_logp_and_grad", "conditional_draws", "cor_pairs", "gaussian_loglik", "posterior_dataset",
            "prepare",
@@ -398,32 +399,6 @@ def gaussian_loglik(design, post) -> np.ndarray:
     return ll
 
 
-def run_nutpie(compiled, *, draws, tune, chains, seed, progressbar, target_accept, **kw):
-    """Sample a compiled nutpie model; an interrupt or a failed chain raises :class:`SamplingError`."""
-    import nutpie
-
-    sampler = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
-                            target_accept=target_accept, save_warmup=False, blocking=False, **kw)
-    try:
-        return sampler.wait()
-    except KeyboardInterrupt:
-        partial = None
-        try:
-            partial = sampler.abort()
-        except Exception:  # nothing usable was drawn
-            pass
-        raise SamplingError("sampling was interrupted; the draws made so far are in .partial (not a "
-                            "complete fit: do not use them for inference)", partial=partial) from None
-    except BaseException as exc:  # nutpie reports failures in a chain as a pyo3 PanicException
-        if isinstance(exc, (SystemExit, GeneratorExit)):
-            raise
-        try:
-            sampler.cancel()
-        except Exception:
-            pass
-        raise SamplingError(f"nutpie failed while sampling: {exc}") from exc
-
-
 def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: int = 1000, tune: int = 1000,
                      chains: int = 4, random_seed: int | None = None, progressbar: bool = True,
                      target_accept: float = 0.8, corr_matrix: bool = False, timings: dict | None = None,
@@ -469,19 +444,15 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
     """
     import xarray as xr
 
-    design = getattr(model_or_design, "design", model_or_design)
-    if priors is None:
-        priors = getattr(model_or_design, "priors", None) or resolve_priors(design)
     timings = {} if timings is None else timings
-    seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else int(random_seed)
-    t0 = time.perf_counter()
-    cd = prepare(design, priors)
-    compiled = compile_nutpie(cd)
-    timings["setup"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trace = run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
-                        target_accept=target_accept, **kwargs)
-    timings["sampling"] = time.perf_counter() - t0
+
+    def build(design, priors):
+        cd = prepare(design, priors)
+        return cd, compile_nutpie(cd)
+
+    design, cd, seed, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
+                                         random_seed=random_seed, progressbar=progressbar,
+                                         target_accept=target_accept, timings=timings, **kwargs)
     t0 = time.perf_counter()
     X = np.asarray(trace["posterior"]["theta_u"])                             # (chain, draw, ndim)
     post = posterior_dataset(cd, conditional_draws(cd, X, seed), corr_matrix=corr_matrix)

@@ -20,7 +20,8 @@ from scipy.special import gammaln
 from bayesmixed.bayes import _joint_kernels as K
 from bayesmixed.bayes._collapsed_hyper import hyper_forward
 from bayesmixed.bayes.build import binomial_counts, cor_pairs, model_coords, pair_dim
-from bayesmixed.bayes.collapsed import _POSITIVE, _hyper_layout, run_nutpie
+from bayesmixed.bayes.collapsed import _POSITIVE, _hyper_layout
+from bayesmixed.bayes.pyfunc import run_pyfunc
 from bayesmixed.bayes.priors import Prior, Priors, resolve_priors
 
 __all__ = ["JointDesign", "joint_logp_and_grad", "prepare_joint", "sample_joint", "to_pymc_point",
@@ -365,19 +366,15 @@ def sample_joint(model_or_design, priors: Priors | None = None, *, draws: int = 
     """
     import xarray as xr
 
-    design = getattr(model_or_design, "design", model_or_design)
-    if priors is None:
-        priors = getattr(model_or_design, "priors", None) or resolve_priors(design)
     timings = {} if timings is None else timings
-    seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else int(random_seed)
-    t0 = time.perf_counter()
-    jd = prepare_joint(design, priors)
-    compiled = compile_nutpie(jd)
-    timings["setup"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trace = run_nutpie(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=progressbar,
-                        target_accept=target_accept, **nutpie_kwargs)
-    timings["sampling"] = time.perf_counter() - t0
+
+    def build(design, priors):
+        jd = prepare_joint(design, priors)
+        return jd, compile_nutpie(jd)
+
+    _, jd, _, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
+                                 random_seed=random_seed, progressbar=progressbar, target_accept=target_accept,
+                                 timings=timings, **nutpie_kwargs)
     t0 = time.perf_counter()
     post = posterior_dataset(jd, posterior_arrays(jd, np.asarray(trace["posterior"]["theta_u"])))
     stats = trace["sample_stats"].to_dataset()

@@ -44,13 +44,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmixed.bayes.build import build_pymc_model
-from bayesmixed.bayes.collapsed import run_nutpie, sample_collapsed, unsupported_reason
+from bayesmixed.bayes.collapsed import sample_collapsed, unsupported_reason
 from bayesmixed.bayes.idata import assemble_idata
 from bayesmixed.bayes.joint import sample_joint
 from bayesmixed.bayes.joint import unsupported_reason as joint_unsupported
 from bayesmixed.bayes.jaxroute import JAX_SAMPLERS, sample_jax
 from bayesmixed.bayes.loglik import simulate_response
 from bayesmixed.bayes.options import BACKENDS, check_sampler_options
+from bayesmixed.bayes.pyfunc import run_nutpie
 from bayesmixed.errors import (
     DesignError, DivergenceWarning, LowESSWarning, RhatWarning, SamplingError, TreeDepthWarning,
 )
