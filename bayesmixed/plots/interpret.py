@@ -49,6 +49,12 @@ def _row_label(row: pd.Series, columns) -> str:
     return ", ".join(f"{c} = {row[c]}" if c not in ("term", "contrast") else str(row[c]) for c in columns)
 
 
+def _row_labels(frame: pd.DataFrame, heads, head) -> list[str]:
+    """One y-axis label per row: ``head(row)``, then the row's describing columns in brackets."""
+    describe = [c for c in frame.columns if c not in STAT_COLUMNS and c not in heads]
+    return [head(row) + (f" ({_row_label(row, describe)})" if describe else "") for _, row in frame.iterrows()]
+
+
 def _intervals(ax, frame: pd.DataFrame, labels):
     """Points with horizontal interval bars, one row per row of ``frame``, labelled on the y axis."""
     est = frame["estimate"].to_numpy(dtype=float)
@@ -142,11 +148,9 @@ def plot_comparisons(frame: pd.DataFrame, *, ax=None, xlabel: str = "difference"
     ['period: 2 - 1', 'period: 3 - 1', 'period: 4 - 1']
     """
     frame = _check(frame, "contrast")
-    describe = [c for c in frame.columns if c not in STAT_COLUMNS and c not in ("term", "contrast")]
-    labels = []
-    for _, row in frame.iterrows():
-        head = f"{row['term']}: {row['contrast']}" if "term" in frame.columns else str(row["contrast"])
-        labels.append(head + (f" ({_row_label(row, describe)})" if describe else ""))
+    labels = _row_labels(frame, ("term", "contrast"),
+                         lambda row: f"{row['term']}: {row['contrast']}" if "term" in frame.columns
+                         else str(row["contrast"]))
     return _rows_plot(frame, labels, ax, xlabel)
 
 
@@ -196,9 +200,5 @@ def plot_slopes(frame: pd.DataFrame, x: str | None = None, by: str | None = None
         ax = plot_predictions_frame(frame, x, by, ax=ax, ylabel=label)
         ax.axhline(0.0, color="0.5", lw=1, ls="--", gid="zero")
         return ax
-    describe = [c for c in frame.columns if c not in STAT_COLUMNS and c != "term"]
-    labels = []
-    for _, row in frame.iterrows():
-        head = str(row["term"]) if "term" in frame.columns else "slope"
-        labels.append(head + (f" ({_row_label(row, describe)})" if describe else ""))
+    labels = _row_labels(frame, ("term",), lambda row: str(row["term"]) if "term" in frame.columns else "slope")
     return _rows_plot(frame, labels, ax, label)

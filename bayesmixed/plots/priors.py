@@ -13,7 +13,8 @@ from bayesmixed.bayes.prior_predictive import prior_curves, sample_prior_predict
 from bayesmixed.bayes.priors import Priors
 from bayesmixed.errors import DesignError
 from bayesmixed.plots._style import new_ax
-from bayesmixed.predictive import is_discrete, ppc_frequencies
+from bayesmixed.plots.ppc import predictive_bars, predictive_densities
+from bayesmixed.predictive import is_discrete
 
 # a discrete response with more distinct values than this is drawn as densities, not bars
 MAX_BARS = 60
@@ -147,42 +148,15 @@ def plot_prior_predictive(model_or_idata, *, draws: int = 100, num_samples: int 
     discrete = is_discrete(rep, yobs)
     span = max(rep.max(), yobs.max()) - min(rep.min(), yobs.min())
     if discrete and span <= MAX_BARS:
-        _bars(ax, rep, yobs)
+        predictive_bars(ax, rep, yobs, kind="prior")
     elif discrete or trials is not None:          # wide counts, proportions: shares of binned values
         _binned(ax, rep, yobs, (0.0, 1.0) if trials is not None else None)
     else:
-        _densities(ax, rep[:max(1, int(num_samples))], yobs)
+        predictive_densities(ax, rep[:max(1, int(num_samples))], yobs, kind="prior", trim=True)
     ax.set_xlabel(label)
     ax.set_title("Prior predictive check", fontsize="medium")
     ax.legend(fontsize="small")
     return ax
-
-
-def _densities(ax, rep, yobs):
-    from arviz_stats.base import array_stats
-
-    finite = rep[np.isfinite(rep)]
-    lo = min(float(np.quantile(finite, 0.01)), float(yobs.min()))
-    hi = max(float(np.quantile(finite, 0.99)), float(yobs.max()))
-    for r in rep:
-        r = r[(r >= lo) & (r <= hi)]
-        if r.size > 1 and np.ptp(r) > 0:
-            g, pdf, _ = array_stats.kde(r, custom_lims=(lo, hi))
-            ax.plot(g, pdf, color="C0", alpha=0.25, lw=0.8, gid="prior-predictive-replicate")
-    g, pdf, _ = array_stats.kde(yobs, custom_lims=(lo, hi))
-    ax.plot(g, pdf, color="k", lw=2, label="observed", gid="prior-predictive-observed")
-    ax.plot([], [], color="C0", alpha=0.5, label=f"{len(rep)} prior predictive draws")
-    ax.set_xlim(lo, hi)
-    ax.set_ylabel("density")
-
-
-def _bars(ax, rep, yobs):
-    f = ppc_frequencies(rep, yobs, probs=(0.05, 0.5, 0.95))
-    lo, med, hi = f["q0.05"].to_numpy(), f["q0.5"].to_numpy(), f["q0.95"].to_numpy()
-    ax.bar(f["value"], f["observed"], color="0.8", label="observed", gid="prior-predictive-observed")
-    ax.errorbar(f["value"], med, yerr=[med - lo, hi - med], fmt="o", color="C0", ms=4,
-                label="prior predictive (median, 90%)", gid="prior-predictive-replicate")
-    ax.set_ylabel("count of observations")
 
 
 def _binned(ax, rep, yobs, limits=None, n_bins: int = 25):
