@@ -22,11 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import bayesmixed as bm  # noqa: E402
-from _common import parse_r_results, profile_fit  # noqa: E402
+from _common import parse_r_results, profile_fit, run_r_lines, warm_times  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -125,13 +121,8 @@ def fit_once(case: Case, data: pd.DataFrame):
 def time_python(case: Case, reps: int | None = None) -> tuple[float, float, float, int]:
     """(best seconds, median seconds, -2 logLik, criterion evaluations) of ``reps`` warm fits."""
     data = load(case)
-    fit = fit_once(case, data)                              # warm-up, untimed
-    times = []
-    for _ in range(reps or case.reps):
-        t0 = time.perf_counter()
-        fit = fit_once(case, data)
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times), -2 * fit.loglik, fit.opt.n_evals
+    best, median, fit = warm_times(lambda: fit_once(case, data), reps or case.reps)
+    return best, median, -2 * fit.loglik, fit.opt.n_evals
 
 
 def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[float, float, float]], str]:
@@ -145,13 +136,7 @@ def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[
         fam = c.r_family or "NULL"
         w = f'"{c.weights}"' if c.weights else "NULL"
         lines.append(f'run("{c.name}", "{c.formula}", {c.r_data}, {fam}, {c.nAGQ}, {w}, {reps})')
-    with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as fh:
-        fh.write("\n".join(lines))
-        path = fh.name
-    try:
-        proc = subprocess.run([rscript, "--vanilla", path], capture_output=True, text=True)
-    finally:
-        os.unlink(path)
+    proc = run_r_lines(rscript, lines)
     out = parse_r_results(proc.stdout)
     note = "" if proc.returncode == 0 else f"R failed part-way (some glmer times missing): " \
                                             f"{proc.stderr.strip().splitlines()[-1:]}"

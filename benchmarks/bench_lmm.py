@@ -22,11 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 import bayesmixed as bm  # noqa: E402
-from _common import parse_r_results, profile_fit  # noqa: E402
+from _common import parse_r_results, profile_fit, run_r_lines, warm_times  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -100,13 +96,8 @@ def fit_once(case: Case, data: pd.DataFrame):
 def time_python(case: Case, reps: int | None = None) -> tuple[float, float, float]:
     """(best seconds, median seconds, criterion) of ``reps`` warm fits."""
     data = load(case)
-    fit = fit_once(case, data)                              # warm-up, untimed
-    times = []
-    for _ in range(reps or case.reps):
-        t0 = time.perf_counter()
-        fit = fit_once(case, data)
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times), fit.objective
+    best, median, fit = warm_times(lambda: fit_once(case, data), reps or case.reps)
+    return best, median, fit.objective
 
 
 def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[float, float, float]], str]:
@@ -118,13 +109,7 @@ def time_r(cases: list[Case], reps_scale: float = 1.0) -> tuple[dict[str, tuple[
     for c in cases:
         reps = max(1, round(c.r_reps * reps_scale))
         lines.append(f'run("{c.name}", "{c.formula}", {c.r_data}, {"TRUE" if c.reml else "FALSE"}, {reps})')
-    with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as fh:
-        fh.write("\n".join(lines))
-        path = fh.name
-    try:
-        proc = subprocess.run([rscript, "--vanilla", path], capture_output=True, text=True)
-    finally:
-        os.unlink(path)
+    proc = run_r_lines(rscript, lines)
     if proc.returncode != 0:
         return {}, f"R failed (lme4 times skipped): {proc.stderr.strip().splitlines()[-1:]}"
     out = parse_r_results(proc.stdout)
