@@ -3,7 +3,7 @@
 from bayesmixed.datasets import describe_dataset, list_datasets, load_dataset
 from bayesmixed.errors import (
     BayesMixedError, BayesMixedWarning, ConvergenceWarning, DesignError, DivergenceWarning, DoubleBarFactorWarning,
-    FitError, IdentifiabilityWarning,
+    FitError, IdentifiabilityWarning, LooWarning,
     FormulaError, LowESSWarning, MissingDataWarning, RankDeficiencyWarning, RhatWarning, SamplingError,
     SamplingWarning, ScaleWarning, SeparationWarning, SingularFitWarning, TreeDepthWarning,
 )
@@ -24,5 +24,5 @@ __all__ = [
     "BayesMixedError", "FormulaError", "DesignError", "FitError", "SamplingError",
     "BayesMixedWarning", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning",
     "ScaleWarning", "MissingDataWarning", "DoubleBarFactorWarning", "IdentifiabilityWarning", "SamplingWarning", "DivergenceWarning", "RhatWarning",
-    "LowESSWarning", "TreeDepthWarning", "SeparationWarning",
+    "LowESSWarning", "TreeDepthWarning", "SeparationWarning", "LooWarning",
 ]

@@ -131,6 +131,10 @@ class TreeDepthWarning(SamplingWarning):
     """NUTS hit its maximum tree depth often."""
 
 
+class LooWarning(BayesMixedWarning):
+    """PSIS-LOO or WAIC is unreliable for some observations (high Pareto k, or large WAIC variance)."""
+
+
 class SeparationWarning(BayesMixedWarning):
     """A binomial model shows (quasi-)complete separation."""
 

@@ -19,11 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayesmixed.errors import BayesMixedWarning, DesignError
-
-
-class LooWarning(BayesMixedWarning):
-    """PSIS-LOO or WAIC is unreliable for some observations (high Pareto k, or large WAIC variance)."""
+from bayesmixed.errors import DesignError, LooWarning
 
 
 def residual_variance_link_scale(family, eta_fixed_mean: np.ndarray, var_r: np.ndarray,
