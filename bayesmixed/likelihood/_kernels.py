@@ -47,20 +47,41 @@ def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads=1
     The first term is scalar (k1 = 1), so each column j of A21 adds
     d_j a_j a_j'; CSC row indices are sorted, so pairs b >= a land in the upper
     triangle U[ia, ib]. ``U.T`` (Fortran order) is then the lower triangle of S.
-    ``n_threads > 1`` shares the rows of U between threads (the kernel releases the GIL;
-    each row has one owner and is summed in the same order, so the result is identical).
+    The rows of U are visited in tiles that fit a core's cache (:func:`schur_scalar_tiles`);
+    ``n_threads > 1`` shares the tiles between threads (the kernel releases the GIL; each
+    row has one owner and is summed in the same order, so the result is identical).
+    """
+    U, _ = schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, None, 0, n_threads)
+    return U
+
+
+def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1):
+    """:func:`schur_scalar_upper`'s U and, in the same pass, V = A21v diag(d2) A21v' (upper, unscaled).
+
+    ``A21v`` is A21 without the last ``tail`` entries of each column (the layout of
+    ``BlockedSystem`` puts the X and y rows last), so V is ``(m - tail) x (m - tail)``;
+    ``d2=None``: no V (returned as a 0 x 0 array). Used for the trace of the gradient.
     """
     m = A22.shape[0]
     U = np.empty((m, m))
-    args = (U, A22, indptr, indices, data, d, scale, q_rest)
+    n_v = 0 if d2 is None else m - tail
+    V = np.empty((n_v, n_v))
+    d2 = d if d2 is None else d2
+    tile = schur_tile(m)
+    args = (U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile)
     if n_threads <= 1:
-        schur_scalar_rows(*args, 0, 1)
-        return U
-    futures = [_pool().submit(schur_scalar_rows, *args, part, n_threads) for part in range(1, n_threads)]
-    schur_scalar_rows(*args, 0, n_threads)
+        schur_scalar_tiles(*args, 0, 1)
+        return U, V
+    futures = [_pool().submit(schur_scalar_tiles, *args, part, n_threads) for part in range(1, n_threads)]
+    schur_scalar_tiles(*args, 0, n_threads)
     for f in futures:
         f.result()
-    return U
+    return U, V
+
+
+def schur_tile(m: int) -> int:
+    """Rows of U per tile: about 1 MB of U (half a core's L2 cache here), at least 16 rows."""
+    return max(16, (1 << 17) // max(m, 1))
 
 
 _POOL: dict = {}
@@ -79,27 +100,59 @@ def _pool() -> ThreadPoolExecutor:
 
 
 @numba.njit(cache=True, nogil=True)
-def schur_scalar_rows(U, A22, indptr, indices, data, d, scale, q_rest, part, n_parts):  # pragma: no cover
-    """The rows ``i % n_parts == part`` of :func:`schur_scalar_upper`'s U."""
+def schur_scalar_tiles(U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile,
+                       part, n_parts):  # pragma: no cover - compiled
+    """The tiles ``t % n_parts == part`` (rows ``t * tile`` on) of :func:`schur_scalar_upper_v`.
+
+    Per tile, every column j adds its pairs whose first row lies in the tile, so all the
+    writes of a tile go to ``tile`` rows of U (cache-resident); ``ptr[j]`` walks down each
+    column's sorted rows tile by tile. Each U[i, k] sums the columns in the same order
+    whatever the tiling or the threads.
+    """
     m = A22.shape[0]
-    for i in range(part, m, n_parts):
-        for j in range(i, m):
-            U[i, j] = A22[i, j]
-    for j in range(indptr.shape[0] - 1):
-        dj = d[j]
-        for a in range(indptr[j], indptr[j + 1]):
-            ia = indices[a]
-            if n_parts > 1 and ia % n_parts != part:
-                continue
-            va = data[a] * dj
-            for b in range(a, indptr[j + 1]):
-                U[ia, indices[b]] -= va * data[b]
-    for i in range(part, m, n_parts):
-        si = scale[i]
-        for j in range(i, m):
-            U[i, j] *= si * scale[j]
-        if i < q_rest:
-            U[i, i] += 1.0
+    n_v = V.shape[0]
+    ncol = indptr.shape[0] - 1
+    ptr = indptr[:-1].copy()
+    n_tiles = (m + tile - 1) // tile
+    for t in range(part, n_tiles, n_parts):
+        r0 = t * tile
+        r1 = min(r0 + tile, m)
+        for i in range(r0, r1):
+            for k in range(i, m):
+                U[i, k] = A22[i, k]
+            if i < n_v:
+                for k in range(i, n_v):
+                    V[i, k] = 0.0
+        for j in range(ncol):
+            a = ptr[j]
+            end = indptr[j + 1]
+            while a < end and indices[a] < r0:
+                a += 1
+            dj = d[j]
+            endv = end - tail
+            while a < end and indices[a] < r1:
+                ia = indices[a]
+                va = data[a] * dj
+                if n_v > 0 and a < endv:
+                    wa = data[a] * d2[j]
+                    for b in range(a, endv):
+                        x = data[b]
+                        ib = indices[b]
+                        U[ia, ib] -= va * x
+                        V[ia, ib] += wa * x
+                    for b in range(endv, end):
+                        U[ia, indices[b]] -= va * data[b]
+                else:
+                    for b in range(a, end):
+                        U[ia, indices[b]] -= va * data[b]
+                a += 1
+            ptr[j] = a
+        for i in range(r0, r1):
+            si = scale[i]
+            for k in range(i, m):
+                U[i, k] *= si * scale[k]
+            if i < q_rest:
+                U[i, i] += 1.0
 
 
 @numba.njit(cache=True, nogil=True)
