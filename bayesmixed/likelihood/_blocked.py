@@ -27,7 +27,7 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    first_term_blocks, rank_update_lower, schur_scalar_upper, symmetric_from_lower,
+    first_term_blocks, rank_update_lower, schur_scalar_upper_v, symmetric_from_lower,
 )
 
 
@@ -253,14 +253,21 @@ class BlockedSystem:
             return L11, Linv, t * Linv
         return first_term_blocks(self.A11, np.ascontiguousarray(T1))
 
-    def _schur_product(self, Wd: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        """A21 D A21' (or, fused, the whole scaled Schur complement's upper triangle)."""
+    def _schur_product(self, Wd: np.ndarray, scale: np.ndarray | None, d2: np.ndarray | None = None,
+                       v_rows: int = 0):
+        """A21 D A21' (or, fused, the whole scaled Schur complement's upper triangle).
+
+        With ``d2`` (k1 = 1, scalar terms only): also ``(P, V)``, V the upper triangle of
+        ``A21[:v_rows] diag(d2) A21[:v_rows]'`` (unscaled), for the gradient's traces.
+        """
         k1, A21 = self.k1, self.A21
         if isinstance(A21, SparseA21):
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
-                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest, n_threads)
+                U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
+                                            d2, self.m - v_rows, n_threads)
+                return U if d2 is None else (U, V)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
             return P if scale is not None else symmetric_from_lower(P)
@@ -270,7 +277,11 @@ class BlockedSystem:
             B = np.matmul(A21.reshape(self.m, self.l1, k1).transpose(1, 0, 2), Wd)      # (l1, m, k1)
             B = B.transpose(1, 0, 2).reshape(self.m, -1)
         with blas_threads_for(float(self.m) ** 2 * B.shape[1]):
-            return B @ B.T
+            P = B @ B.T
+        if d2 is None:
+            return P
+        Av = A21[:v_rows]
+        return P, np.triu((Av * d2) @ Av.T)
 
     def _kernel_flops(self, A21: SparseA21) -> float:
         """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""
@@ -280,11 +291,14 @@ class BlockedSystem:
             self._flops_key, self._flops = key, float((counts * (counts + 1)).sum()) + 2.0 * self.m**2
         return self._flops
 
-    def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
+    def factor(self, theta: np.ndarray, z_only: bool = False, v_rows: int = 0) -> BlockedFactor:
         """Blocked Cholesky factor of the system at ``theta`` with the current weights.
 
         ``z_only``: the factor of ``Lambda'Z'WZ Lambda + I`` alone (no X and y rows), enough
         for the Laplace criterion and conditional variances at fixed beta.
+        ``v_rows > 0`` (all terms scalar): the factor also keeps ``V = A21v D^2 A21v'``
+        (``A21v`` the first ``v_rows`` rows, D the first term's block of the inverse),
+        as ``F.trace_V``, from the same pass as the Schur complement (``gradient.py``).
         """
         theta = np.asarray(theta, dtype=float)
         blocks = self.design.lambda_blocks(theta)
@@ -297,7 +311,11 @@ class BlockedSystem:
             scale = np.ones(self.m)
             for start, t, T in zip(self._starts, self.rest, blocks[1:]):
                 scale[start : start + t.q] = T[0, 0]
-        P = self._schur_product(Wd, scale)
+        V = None
+        if v_rows:
+            P, V = self._schur_product(Wd, scale, Wd[:, 0, 0] ** 2 * L11inv[:, 0, 0] ** 2, v_rows)
+        else:
+            P = self._schur_product(Wd, scale)
         if isinstance(self.A21, SparseA21) and self.k1 == 1 and scale is not None:
             S = P.T                                    # fused kernel: P is already S's upper triangle
         else:
@@ -313,7 +331,9 @@ class BlockedSystem:
             if qr:
                 S[self._diag_rest] += 1.0
         L22 = _cholesky(S[:qr, :qr] if z_only else S)
-        return self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
+        F = self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
+        F.trace_V = V
+        return F
 
     def _new_factor(self, blocks, L11, L11inv, L22, theta, z_only) -> BlockedFactor:
         F = BlockedFactor(system=self, blocks=blocks, L11=L11, L22=L22, A21=self.A21, theta=theta,
