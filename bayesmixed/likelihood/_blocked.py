@@ -27,7 +27,7 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    first_term_blocks, rank_update_lower, schur_scalar_upper_v, symmetric_from_lower,
+    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_scalar_upper_v, symmetric_from_lower,
 )
 
 
@@ -122,18 +122,22 @@ class BlockedSystem:
             self._idx22 = (C[:, :, None] * qr + C[:, None, :]).ravel()
             self._val22 = (V[:, :, None] * V[:, None, :]).ravel()
             self._idx_rxy = (C[:, :, None] * pp + np.arange(pp)).ravel()
-            keys = (C[:, :, None].astype(np.int64) * q1 + c1[:, None, :]).ravel()
-            uniq, inv = np.unique(keys, return_inverse=True)
-            self._inv21 = inv.ravel()
+            shape = (C.shape[0], self._kr, k1)                               # entries of Zrest' W Z1
+            rows_r, cols_r, self._inv21 = coo_pattern_csc(
+                np.broadcast_to(C[:, :, None], shape).astype(np.int64).ravel(),
+                np.broadcast_to(c1[:, None, :], shape).astype(np.int64).ravel(), qr, q1)
             self._val21 = (V[:, :, None] * self._Xi1[:, None, :]).ravel()
-            rows_r, cols_r = uniq // q1, uniq % q1
         else:
             rows_r = cols_r = np.zeros(0, dtype=np.int64)
             self._kr = 0
-        self._layout21(rows_r, cols_r, layout)
+        self._layout21(rows_r, cols_r, layout, csc_order=True)
 
-    def _layout21(self, rows_r: np.ndarray, cols_r: np.ndarray, layout: str | None) -> None:
-        """Dense or CSC storage of A21 for the Z-rest entries at (rows_r, cols_r) (sorted keys)."""
+    def _layout21(self, rows_r: np.ndarray, cols_r: np.ndarray, layout: str | None,
+                  csc_order: bool = False) -> None:
+        """Dense or CSC storage of A21 for the distinct Z-rest entries at (rows_r, cols_r).
+
+        ``csc_order``: the entries come sorted by column, then row (no sort needed).
+        """
         k1, q1, qr, pp = self.k1, self.q1, self.q_rest, self.p + 1
         nnz = rows_r.size + pp * q1
         work = (np.bincount(cols_r, minlength=q1) + pp).astype(np.int64) ** 2
@@ -147,10 +151,13 @@ class BlockedSystem:
         # CSC with sorted rows: each column holds its Z-rest rows, then the p + 1 rows of X and y
         counts = np.bincount(cols_r, minlength=q1) + pp
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        order = np.lexsort((rows_r, cols_r))
-        rank = np.empty(rows_r.size, dtype=np.int64)
         starts_c = np.concatenate([[0], np.cumsum(counts - pp)])
-        rank[order] = np.arange(rows_r.size) - starts_c[cols_r[order]]
+        if csc_order:
+            rank = np.arange(rows_r.size) - starts_c[cols_r]
+        else:
+            order = np.lexsort((rows_r, cols_r))
+            rank = np.empty(rows_r.size, dtype=np.int64)
+            rank[order] = np.arange(rows_r.size) - starts_c[cols_r[order]]
         self._pos_r = indptr[cols_r] + rank
         nr = counts - pp
         self._pos_xy = (indptr[:-1][None, :] + nr[None, :] + np.arange(pp)[:, None]).ravel()   # (pp, q1)

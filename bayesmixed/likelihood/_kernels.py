@@ -205,3 +205,46 @@ def first_term_blocks(A11, T):  # pragma: no cover - compiled
                     s += T[i, r] * Linv[g, j, r]
                 W[g, i, j] = s
     return L, Linv, W
+
+
+@numba.njit(cache=True)
+def coo_pattern_csc(rows, cols, n_rows, n_cols):  # pragma: no cover - compiled
+    """Distinct (row, col) pairs of a COO pattern in CSC order (by column, rows ascending).
+
+    Two stable counting sorts (by row, then by column) and one pass to drop repeats:
+    O(N + n_rows + n_cols), where ``np.unique`` on the keys sorts. Returns the distinct
+    rows and columns, and ``inv`` (each entry's index among them).
+    """
+    N = rows.shape[0]
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    for e in range(N):
+        start[rows[e] + 1] += 1
+    for r in range(n_rows):
+        start[r + 1] += start[r]
+    by_row = np.empty(N, dtype=np.int64)
+    for e in range(N):
+        by_row[start[rows[e]]] = e
+        start[rows[e]] += 1
+    cstart = np.zeros(n_cols + 1, dtype=np.int64)
+    for e in range(N):
+        cstart[cols[e] + 1] += 1
+    for c in range(n_cols):
+        cstart[c + 1] += cstart[c]
+    order = np.empty(N, dtype=np.int64)
+    for t in range(N):
+        e = by_row[t]
+        order[cstart[cols[e]]] = e
+        cstart[cols[e]] += 1
+    inv = np.empty(N, dtype=np.int64)
+    urow = np.empty(N, dtype=np.int64)
+    ucol = np.empty(N, dtype=np.int64)
+    nu = 0
+    prev_r, prev_c = -1, -1
+    for t in range(N):
+        e = order[t]
+        if rows[e] != prev_r or cols[e] != prev_c:
+            prev_r, prev_c = rows[e], cols[e]
+            urow[nu], ucol[nu] = prev_r, prev_c
+            nu += 1
+        inv[e] = nu - 1
+    return urow[:nu], ucol[:nu], inv
