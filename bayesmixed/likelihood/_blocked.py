@@ -27,7 +27,8 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_scalar_upper_v, symmetric_from_lower,
+    coo_pattern_csc, first_term_blocks, presum_build, presum_classes, rank_update_lower, schur_scalar_upper_v,
+    schur_tile, symmetric_from_lower,
 )
 
 
@@ -82,6 +83,7 @@ class BlockedSystem:
                 else np.zeros(0)
             self.reweight(w, yy - self._XY[:, :-1] @ shift)
             self.beta_shift = shift
+            self._presum_ok = True          # fixed weights: columns with equal A11 may be pre-summed
         else:
             self.reweight(w, y)
 
@@ -185,6 +187,7 @@ class BlockedSystem:
         self._assemble(cp.xy1.ravel(), cp.A22.copy(), cp.vals)
         self.ldW = cp.ldW
         self.beta_shift = np.asarray(design.beta_shift, dtype=float)
+        self._presum_ok = True
         return self
 
     def theta_of(self, theta: np.ndarray, i: int) -> np.ndarray:
@@ -202,6 +205,7 @@ class BlockedSystem:
         k1, l1, q1, qr = self.k1, self.l1, self.q1, self.q_rest
         pp = self.p + 1
         self.beta_shift = self._zero_shift
+        self._presum_ok = False             # PIRLS reweights at every step: no pre-summing
         self.A11 = np.bincount(self._idx11, weights=_rep(w, k1 * k1) * self._val11,
                                minlength=l1 * k1 * k1).reshape(l1, k1, k1)
         A22 = np.zeros((self.m, self.m))
@@ -273,7 +277,7 @@ class BlockedSystem:
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
                 U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
-                                            d2, self.m - v_rows, n_threads)
+                                            d2, self.m - v_rows, n_threads, self._presum(A21))
                 return U if d2 is None else (U, V)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
@@ -289,6 +293,23 @@ class BlockedSystem:
             return P
         Av = A21[:v_rows]
         return P, np.triu((Av * d2) @ Av.T)
+
+    def _presum(self, A21: SparseA21):
+        """Pre-summed classes of first-term columns (equal A11: equal weights), built once.
+
+        Only with fixed weights (the LMM); see ``_kernels.presum_classes``.
+        """
+        if not self.__dict__.get("_presum_ok", False):
+            return None
+        if self.__dict__.get("_presum_key") != id(A21.data):
+            plan = presum_classes(self.A11[:, 0, 0], A21.indptr, self.m)
+            if plan is not None:
+                cls, rep, n_cls = plan
+                G = presum_build(np.zeros((n_cls, self.m, self.m)), A21.indptr, A21.indices, A21.data, cls,
+                                 schur_tile(self.m))
+                plan = (cls, rep, G)
+            self._presum_key, self._presum_plan = id(A21.data), plan
+        return self._presum_plan
 
     def _kernel_flops(self, A21: SparseA21) -> float:
         """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""

@@ -55,12 +55,16 @@ def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads=1
     return U
 
 
-def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1):
+def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1,
+                         presum=None):
     """:func:`schur_scalar_upper`'s U and, in the same pass, V = A21v diag(d2) A21v' (upper, unscaled).
 
     ``A21v`` is A21 without the last ``tail`` entries of each column (the layout of
     ``BlockedSystem`` puts the X and y rows last), so V is ``(m - tail) x (m - tail)``;
     ``d2=None``: no V (returned as a 0 x 0 array). Used for the trace of the gradient.
+    ``presum``: ``(cls, rep, G)`` from :func:`presum_classes`: the columns of class c
+    (``cls[j] = c >= 0``) share their ``d`` and ``d2`` (those of column ``rep[c]``), and
+    their sum ``G[c] = sum_j a_j a_j'`` (upper) replaces their pairs (a dense, streamed update).
     """
     m = A22.shape[0]
     U = np.empty((m, m))
@@ -68,7 +72,10 @@ def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, 
     V = np.zeros((n_v, n_v))
     d2 = d if d2 is None else d2
     tile = schur_tile(m)
-    args = (U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile)
+    if presum is None:
+        presum = (np.full(indptr.shape[0] - 1, -1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                  np.zeros((0, 1, 1)))
+    args = (U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile, *presum)
     if n_threads <= 1:
         schur_scalar_tiles(*args, 0, 1)
         return U, V
@@ -101,7 +108,7 @@ def _pool() -> ThreadPoolExecutor:
 
 @numba.njit(cache=True, nogil=True)
 def schur_scalar_tiles(U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile,
-                       part, n_parts):  # pragma: no cover - compiled
+                       cls, rep, G, part, n_parts):  # pragma: no cover - compiled
     """The tiles ``t % n_parts == part`` (rows ``t * tile`` on) of :func:`schur_scalar_upper_v`.
 
     Per tile, every column j adds its pairs whose first row lies in the tile, so all the
@@ -123,7 +130,19 @@ def schur_scalar_tiles(U, V, A22, indptr, indices, data, d, d2, scale, q_rest, t
             if i < n_v:
                 for k in range(i, n_v):
                     V[i, k] = 0.0
+        for c in range(G.shape[0]):                  # pre-summed classes: dense rows, streamed
+            wu = d[rep[c]]
+            wv = d2[rep[c]]
+            for i in range(r0, r1):
+                for k in range(i, n_v):
+                    gik = G[c, i, k]
+                    U[i, k] -= wu * gik
+                    V[i, k] += wv * gik
+                for k in range(max(i, n_v), m):
+                    U[i, k] -= wu * G[c, i, k]
         for j in range(ncol):
+            if cls[j] >= 0:
+                continue
             a = ptr[j]
             end = indptr[j + 1]
             while a < end and indices[a] < r0:
@@ -248,3 +267,70 @@ def coo_pattern_csc(rows, cols, n_rows, n_cols):  # pragma: no cover - compiled
             nu += 1
         inv[e] = nu - 1
     return urow[:nu], ucol[:nu], inv
+
+
+def presum_classes(a11, indptr, m, budget_bytes=256e6, min_ratio=2.0):
+    """Classes of first-term columns to pre-sum: equal ``a11`` (so equal d_j at every theta).
+
+    A class is worth a dense ``m x m`` sum when its pairs (``sum_j n_j (n_j + 1) / 2``)
+    exceed ``min_ratio`` times the ``m (m + 1) / 2`` entries of the dense update (a
+    streamed multiply-add costs several times less than a scattered one); the most
+    profitable classes first, within ``budget_bytes`` of memory. Returns ``(cls, rep,
+    classes)``: ``cls[j]`` the class of column j (-1: not pre-summed), ``rep`` one column
+    of each class, or None when no class pays.
+    """
+    vals, inv = np.unique(a11, return_inverse=True)
+    cnt = np.diff(indptr).astype(float)
+    pairs = np.bincount(inv, weights=cnt * (cnt + 1) / 2.0, minlength=vals.size)
+    dense = m * (m + 1) / 2.0
+    order = np.argsort(-pairs)
+    n_max = int(budget_bytes // (8.0 * m * m))
+    chosen = [c for c in order[:n_max] if pairs[c] > min_ratio * dense]
+    if not chosen:
+        return None
+    new = np.full(vals.size, -1, dtype=np.int64)
+    new[np.asarray(chosen)] = np.arange(len(chosen))
+    cls = new[inv]
+    rep = np.empty(len(chosen), dtype=np.int64)
+    rep[cls[cls >= 0]] = np.flatnonzero(cls >= 0)
+    return cls, rep, len(chosen)
+
+
+@numba.njit(cache=True, nogil=True)
+def presum_build(G, indptr, indices, data, cls, tile):  # pragma: no cover - compiled
+    """G[c] += a_j a_j' (upper triangle) for every column j of class c = cls[j] >= 0.
+
+    Class by class and, within a class, in tiles of ``tile`` rows (as
+    :func:`schur_scalar_tiles`), so that the writes stay in cache.
+    """
+    n_cls, m = G.shape[0], G.shape[1]
+    start = np.zeros(n_cls + 1, dtype=np.int64)
+    for j in range(cls.shape[0]):
+        if cls[j] >= 0:
+            start[cls[j] + 1] += 1
+    for c in range(n_cls):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    cols = np.empty(start[n_cls], dtype=np.int64)
+    for j in range(cls.shape[0]):
+        if cls[j] >= 0:
+            cols[fill[cls[j]]] = j
+            fill[cls[j]] += 1
+    for c in range(n_cls):
+        ptr = np.empty(start[c + 1] - start[c], dtype=np.int64)
+        for t in range(ptr.shape[0]):
+            ptr[t] = indptr[cols[start[c] + t]]
+        for r0 in range(0, m, tile):
+            r1 = min(r0 + tile, m)
+            for t in range(ptr.shape[0]):
+                j = cols[start[c] + t]
+                a = ptr[t]
+                end = indptr[j + 1]
+                while a < end and indices[a] < r1:
+                    va = data[a]
+                    ia = indices[a]
+                    for b in range(a, end):
+                        G[c, ia, indices[b]] += va * data[b]
+                    a += 1
+                ptr[t] = a
+    return G
