@@ -97,3 +97,21 @@ def test_lbfgsb_fit_is_as_good_as_bobyqa_on_a_crossed_design(reml):
     np.testing.assert_allclose(fast.beta, slow.beta, rtol=1e-6)
     assert fast.opt.n_evals < slow.opt.n_evals
     assert fast.conv_messages == ()
+
+
+@pytest.mark.parametrize("seed, reml", [(0, False), (0, True), (2, False)])
+def test_boundary_optimum_is_checked_by_bobyqa(seed, reml):
+    """A zero-variance-like term: the gradient vanishes at theta_i = 0, so L-BFGS-B alone can stop
+    there at a stationary point that is no minimum (seed 0: the optimum is 0.029); BOBYQA continues."""
+    rng = np.random.default_rng(seed)
+    n = 20000
+    g, h, x = rng.integers(0, 1500, n), rng.integers(0, 60, n), rng.normal(size=n)
+    y = 1 + 0.5 * x + 0.3 * rng.normal(size=1500)[g] + rng.normal(size=n)
+    df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g), "h": pd.Categorical(h)})
+    design = bm.Model("y ~ x + (1 | g) + (1 | h)", df).design
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = optimize_lmm(design, reml=reml)
+        slow = optimize_lmm(design, reml=reml, optimizer_options={"xtol_abs": 1e-6})
+    assert fast.objective <= slow.objective + 1e-6
+    assert fast.is_singular == slow.is_singular

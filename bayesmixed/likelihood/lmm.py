@@ -11,9 +11,9 @@ import numpy as np
 from bayesmixed._threads import single_blas_thread
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import ConvergenceWarning, DesignError, SingularFitWarning
-from bayesmixed.likelihood.gradient import ProfiledGradient, gradient_applies, gradient_hessian
+from bayesmixed.likelihood.gradient import ProfiledGradient, gradient_applies, gradient_hessian, minimize_profiled
 from bayesmixed.likelihood.numderiv import deriv12, hessian, jacobian
-from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa, minimize_lbfgsb
+from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
 from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
 
 SINGULAR_TOL = 1e-4        # lme4's isSingular(tol = 1e-4)
@@ -207,7 +207,7 @@ def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
     # scalar terms in a large model: the analytic gradient and L-BFGS-B (``gradient.py``)
     fg = ProfiledGradient(dev) if gradient_applies(design) and not optimizer_options else None
     opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {})) if fg is None \
-        else minimize_lbfgsb(fg, x0, design.lower)
+        else minimize_profiled(dev, fg, x0, design.lower)
     theta = opt.x
     state = dev.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
