@@ -75,7 +75,7 @@ class ProfiledGradient:
         s = dev.system
         self.n_v = s.q_rest + (s.p if dev.reml else 0)
         self.n_grads = 0
-        self._last: tuple = (None, 0.0, None)
+        self._last: tuple = (None, 0.0, None, None)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
@@ -84,8 +84,12 @@ class ProfiledGradient:
         st = self.dev.evaluate(theta, v_rows=self.n_v)
         self.n_grads += 1
         g = self.gradient(st)
-        self._last = (theta.copy(), st.deviance, g)
+        self._last = (theta.copy(), st.deviance, g, st)
         return st.deviance, g.copy()
+
+    def state_at(self, theta: np.ndarray) -> PLSState | None:
+        """The state of the last evaluation if it was at ``theta`` (saves the fit one evaluation)."""
+        return self._last[3] if self._last[0] is not None and np.array_equal(self._last[0], theta) else None
 
     def excess(self, st: PLSState) -> np.ndarray:
         """``q_i - tr_i(M^{-1})`` per term, M the leading block of the system (see the module)."""

@@ -209,7 +209,8 @@ def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
     opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {})) if fg is None \
         else minimize_profiled(dev, fg, x0, design.lower)
     theta = opt.x
-    state = dev.evaluate(theta)
+    # the gradient path: fg(theta) is usually the optimizer's last evaluation (cached), and the check needs it
+    state = fg.state_at(theta) if fg is not None and fg(theta) else dev.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
     singular = is_singular(theta, design.lower)
     msgs = list(opt.messages)
