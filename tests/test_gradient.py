@@ -115,3 +115,18 @@ def test_boundary_optimum_is_checked_by_bobyqa(seed, reml):
         slow = optimize_lmm(design, reml=reml, optimizer_options={"xtol_abs": 1e-6})
     assert fast.objective <= slow.objective + 1e-6
     assert fast.is_singular == slow.is_singular
+
+
+def test_out_of_core_design_takes_the_same_gradient_path():
+    """A design from cross-products (no rows) fits by the same path to the same optimum."""
+    duckdb = pytest.importorskip("duckdb")
+    from bayesmixed.design.sources import as_source
+
+    df = crossed(30000, 1200, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = bm.Model("y ~ x + (1 | g) + (1 | h)", df).fit(method="ml")
+        b = bm.Model("y ~ x + (1 | g) + (1 | h)", as_source(duckdb.from_df(df), chunk_rows=7000)).fit(method="ml")
+    assert a.opt.status == b.opt.status == "success"
+    assert b.objective == pytest.approx(a.objective, abs=1e-6)
+    np.testing.assert_allclose(b.theta, a.theta, rtol=1e-6)
