@@ -1,4 +1,5 @@
-"""Pre-summed classes of first-term columns in the scalar Schur kernel (equal A11: equal weights)."""
+"""The scalar Schur kernel's plan: pre-summed classes of first-term columns (equal A11: equal
+weights) and nearly dense columns through BLAS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 import bayesmixed as bm
 from bayesmixed.likelihood._blocked import BlockedSystem
-from bayesmixed.likelihood._kernels import presum_build, presum_classes, schur_scalar_upper_v, schur_tile
+from bayesmixed.likelihood._kernels import schur_plan, schur_scalar_upper_v
 from bayesmixed.likelihood.pls import ProfiledDeviance
 
 
@@ -25,28 +26,46 @@ def system(df: pd.DataFrame) -> BlockedSystem:
     return BlockedSystem(bm.Model("y ~ x + (1 | g) + (1 | h)", df).design, layout="sparse")
 
 
-def test_classes_chosen_only_when_they_pay():
-    s = system(balanced())
+def plan(s: BlockedSystem, **kw):
     A = s.A21
-    plan = presum_classes(s.A11[:, 0, 0], A.indptr, s.m)
-    assert plan is not None and plan[2] == 1 and (plan[0] == 0).all()
-    assert presum_classes(s.A11[:, 0, 0], A.indptr, s.m, budget_bytes=0) is None
-    assert presum_classes(np.arange(s.l1, dtype=float), A.indptr, s.m) is None   # every class one column
+    return schur_plan(s.A11[:, 0, 0], A.indptr, A.indices, A.data, s.m, **kw)
+
+
+def test_classes_and_dense_columns_chosen_only_when_they_pay():
+    s = system(balanced())                              # one class of A11; ~25 of 33 rows per column
+    p = plan(s, dense_frac=2.0)
+    assert p is not None and p.G.shape[0] == 1 and (p.cls == 0).all() and p.dense.size == 0
+    assert plan(s, dense_frac=2.0, budget_bytes=0) is None
+    p = plan(s)                                         # every column is nearly dense: BLAS
+    assert (p.cls == -2).all() and p.G.shape[0] == 0 and p.B.shape == (s.m, s.q1)
+    s.A11[:, 0, 0] = np.arange(s.l1)                    # every class one column: none pays
+    assert plan(s, dense_frac=2.0) is None
+
+
+def mixed() -> pd.DataFrame:
+    """Levels of g with 5 to 200 rows (classes of equal counts, a few nearly dense columns)."""
+    rng = np.random.default_rng(9)
+    per = np.concatenate([np.full(300, 6), np.full(200, 10), rng.integers(40, 200, 20)])
+    g = np.repeat(np.arange(per.size), per)
+    h, x = rng.integers(0, 150, g.size), rng.normal(size=g.size)
+    y = 0.5 * rng.normal(size=per.size)[g] + 0.4 * rng.normal(size=150)[h] + x + rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g), "h": pd.Categorical(h)})
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("v", [False, True])
-def test_presummed_kernel_equals_the_scattered_one(n_threads, v):
-    s = system(balanced())
+@pytest.mark.parametrize("kw", [{"dense_frac": 2.0, "min_ratio": 0.01}, {"budget_bytes": 0}, {"min_ratio": 0.01}])
+def test_planned_kernel_equals_the_scattered_one(n_threads, v, kw):
+    s = system(mixed())
     A = s.A21
-    cls, rep, n_cls = presum_classes(s.A11[:, 0, 0], A.indptr, s.m)
-    G = presum_build(np.zeros((n_cls, s.m, s.m)), A.indptr, A.indices, A.data, cls, schur_tile(s.m))
-    d = np.full(s.q1, 0.37)
-    d2 = np.full(s.q1, 0.11) if v else None
+    p = plan(s, **kw)
+    assert p is not None
+    d = np.linspace(0.1, 0.9, s.q1)[np.unique(s.A11[:, 0, 0], return_inverse=True)[1]]   # equal in a class
+    d2 = d**2 if v else None
     scale = np.linspace(0.5, 1.5, s.m)
     args = (s.A22, A.indptr, A.indices, A.data, d, scale, s.q_rest, d2, s.p + 1 if v else 0)
     U0, V0 = schur_scalar_upper_v(*args, n_threads=1)
-    U1, V1 = schur_scalar_upper_v(*args, n_threads=n_threads, presum=(cls, rep, G))
+    U1, V1 = schur_scalar_upper_v(*args, n_threads=n_threads, presum=p)
     np.testing.assert_allclose(np.triu(U1), np.triu(U0), rtol=1e-12, atol=1e-10 * np.abs(U0).max())
     assert V0.shape == V1.shape
     if v:

@@ -27,8 +27,7 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    coo_pattern_csc, first_term_blocks, presum_build, presum_classes, rank_update_lower, schur_scalar_upper_v,
-    schur_tile, symmetric_from_lower,
+    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_plan, schur_scalar_upper_v, symmetric_from_lower,
 )
 
 
@@ -295,19 +294,14 @@ class BlockedSystem:
         return P, np.triu((Av * d2) @ Av.T)
 
     def _presum(self, A21: SparseA21):
-        """Pre-summed classes of first-term columns (equal A11: equal weights), built once.
+        """Dense (BLAS) and pre-summed first-term columns of the Schur kernel, planned once.
 
-        Only with fixed weights (the LMM); see ``_kernels.presum_classes``.
+        Only with fixed weights (the LMM); see ``_kernels.schur_plan``.
         """
         if not self.__dict__.get("_presum_ok", False):
             return None
         if self.__dict__.get("_presum_key") != id(A21.data):
-            plan = presum_classes(self.A11[:, 0, 0], A21.indptr, self.m)
-            if plan is not None:
-                cls, rep, n_cls = plan
-                G = presum_build(np.zeros((n_cls, self.m, self.m)), A21.indptr, A21.indices, A21.data, cls,
-                                 schur_tile(self.m))
-                plan = (cls, rep, G)
+            plan = schur_plan(self.A11[:, 0, 0], A21.indptr, A21.indices, A21.data, self.m)
             self._presum_key, self._presum_plan = id(A21.data), plan
         return self._presum_plan
 
