@@ -27,7 +27,7 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    first_term_blocks, rank_update_lower, schur_scalar_upper, symmetric_from_lower,
+    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_plan, schur_scalar_upper_v, symmetric_from_lower,
 )
 
 
@@ -82,6 +82,7 @@ class BlockedSystem:
                 else np.zeros(0)
             self.reweight(w, yy - self._XY[:, :-1] @ shift)
             self.beta_shift = shift
+            self._presum_ok = True          # fixed weights: columns with equal A11 may be pre-summed
         else:
             self.reweight(w, y)
 
@@ -122,18 +123,22 @@ class BlockedSystem:
             self._idx22 = (C[:, :, None] * qr + C[:, None, :]).ravel()
             self._val22 = (V[:, :, None] * V[:, None, :]).ravel()
             self._idx_rxy = (C[:, :, None] * pp + np.arange(pp)).ravel()
-            keys = (C[:, :, None].astype(np.int64) * q1 + c1[:, None, :]).ravel()
-            uniq, inv = np.unique(keys, return_inverse=True)
-            self._inv21 = inv.ravel()
+            shape = (C.shape[0], self._kr, k1)                               # entries of Zrest' W Z1
+            rows_r, cols_r, self._inv21 = coo_pattern_csc(
+                np.broadcast_to(C[:, :, None], shape).astype(np.int64).ravel(),
+                np.broadcast_to(c1[:, None, :], shape).astype(np.int64).ravel(), qr, q1)
             self._val21 = (V[:, :, None] * self._Xi1[:, None, :]).ravel()
-            rows_r, cols_r = uniq // q1, uniq % q1
         else:
             rows_r = cols_r = np.zeros(0, dtype=np.int64)
             self._kr = 0
-        self._layout21(rows_r, cols_r, layout)
+        self._layout21(rows_r, cols_r, layout, csc_order=True)
 
-    def _layout21(self, rows_r: np.ndarray, cols_r: np.ndarray, layout: str | None) -> None:
-        """Dense or CSC storage of A21 for the Z-rest entries at (rows_r, cols_r) (sorted keys)."""
+    def _layout21(self, rows_r: np.ndarray, cols_r: np.ndarray, layout: str | None,
+                  csc_order: bool = False) -> None:
+        """Dense or CSC storage of A21 for the distinct Z-rest entries at (rows_r, cols_r).
+
+        ``csc_order``: the entries come sorted by column, then row (no sort needed).
+        """
         k1, q1, qr, pp = self.k1, self.q1, self.q_rest, self.p + 1
         nnz = rows_r.size + pp * q1
         work = (np.bincount(cols_r, minlength=q1) + pp).astype(np.int64) ** 2
@@ -147,10 +152,13 @@ class BlockedSystem:
         # CSC with sorted rows: each column holds its Z-rest rows, then the p + 1 rows of X and y
         counts = np.bincount(cols_r, minlength=q1) + pp
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        order = np.lexsort((rows_r, cols_r))
-        rank = np.empty(rows_r.size, dtype=np.int64)
         starts_c = np.concatenate([[0], np.cumsum(counts - pp)])
-        rank[order] = np.arange(rows_r.size) - starts_c[cols_r[order]]
+        if csc_order:
+            rank = np.arange(rows_r.size) - starts_c[cols_r]
+        else:
+            order = np.lexsort((rows_r, cols_r))
+            rank = np.empty(rows_r.size, dtype=np.int64)
+            rank[order] = np.arange(rows_r.size) - starts_c[cols_r[order]]
         self._pos_r = indptr[cols_r] + rank
         nr = counts - pp
         self._pos_xy = (indptr[:-1][None, :] + nr[None, :] + np.arange(pp)[:, None]).ravel()   # (pp, q1)
@@ -178,6 +186,7 @@ class BlockedSystem:
         self._assemble(cp.xy1.ravel(), cp.A22.copy(), cp.vals)
         self.ldW = cp.ldW
         self.beta_shift = np.asarray(design.beta_shift, dtype=float)
+        self._presum_ok = True
         return self
 
     def theta_of(self, theta: np.ndarray, i: int) -> np.ndarray:
@@ -195,6 +204,7 @@ class BlockedSystem:
         k1, l1, q1, qr = self.k1, self.l1, self.q1, self.q_rest
         pp = self.p + 1
         self.beta_shift = self._zero_shift
+        self._presum_ok = False             # PIRLS reweights at every step: no pre-summing
         self.A11 = np.bincount(self._idx11, weights=_rep(w, k1 * k1) * self._val11,
                                minlength=l1 * k1 * k1).reshape(l1, k1, k1)
         A22 = np.zeros((self.m, self.m))
@@ -253,14 +263,21 @@ class BlockedSystem:
             return L11, Linv, t * Linv
         return first_term_blocks(self.A11, np.ascontiguousarray(T1))
 
-    def _schur_product(self, Wd: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        """A21 D A21' (or, fused, the whole scaled Schur complement's upper triangle)."""
+    def _schur_product(self, Wd: np.ndarray, scale: np.ndarray | None, d2: np.ndarray | None = None,
+                       v_rows: int = 0):
+        """A21 D A21' (or, fused, the whole scaled Schur complement's upper triangle).
+
+        With ``d2`` (k1 = 1, scalar terms only): also ``(P, V)``, V the upper triangle of
+        ``A21[:v_rows] diag(d2) A21[:v_rows]'`` (unscaled), for the gradient's traces.
+        """
         k1, A21 = self.k1, self.A21
         if isinstance(A21, SparseA21):
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
-                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest, n_threads)
+                U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
+                                            d2, self.m - v_rows, n_threads, self._presum(A21))
+                return U if d2 is None else (U, V)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
             return P if scale is not None else symmetric_from_lower(P)
@@ -270,7 +287,23 @@ class BlockedSystem:
             B = np.matmul(A21.reshape(self.m, self.l1, k1).transpose(1, 0, 2), Wd)      # (l1, m, k1)
             B = B.transpose(1, 0, 2).reshape(self.m, -1)
         with blas_threads_for(float(self.m) ** 2 * B.shape[1]):
-            return B @ B.T
+            P = B @ B.T
+        if d2 is None:
+            return P
+        Av = A21[:v_rows]
+        return P, np.triu((Av * d2) @ Av.T)
+
+    def _presum(self, A21: SparseA21):
+        """Dense (BLAS) and pre-summed first-term columns of the Schur kernel, planned once.
+
+        Only with fixed weights (the LMM); see ``_kernels.schur_plan``.
+        """
+        if not self.__dict__.get("_presum_ok", False):
+            return None
+        if self.__dict__.get("_presum_key") != id(A21.data):
+            plan = schur_plan(self.A11[:, 0, 0], A21.indptr, A21.indices, A21.data, self.m)
+            self._presum_key, self._presum_plan = id(A21.data), plan
+        return self._presum_plan
 
     def _kernel_flops(self, A21: SparseA21) -> float:
         """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""
@@ -280,11 +313,14 @@ class BlockedSystem:
             self._flops_key, self._flops = key, float((counts * (counts + 1)).sum()) + 2.0 * self.m**2
         return self._flops
 
-    def factor(self, theta: np.ndarray, z_only: bool = False) -> BlockedFactor:
+    def factor(self, theta: np.ndarray, z_only: bool = False, v_rows: int = 0) -> BlockedFactor:
         """Blocked Cholesky factor of the system at ``theta`` with the current weights.
 
         ``z_only``: the factor of ``Lambda'Z'WZ Lambda + I`` alone (no X and y rows), enough
         for the Laplace criterion and conditional variances at fixed beta.
+        ``v_rows > 0`` (all terms scalar): the factor also keeps ``V = A21v D^2 A21v'``
+        (``A21v`` the first ``v_rows`` rows, D the first term's block of the inverse),
+        as ``F.trace_V``, from the same pass as the Schur complement (``gradient.py``).
         """
         theta = np.asarray(theta, dtype=float)
         blocks = self.design.lambda_blocks(theta)
@@ -297,7 +333,11 @@ class BlockedSystem:
             scale = np.ones(self.m)
             for start, t, T in zip(self._starts, self.rest, blocks[1:]):
                 scale[start : start + t.q] = T[0, 0]
-        P = self._schur_product(Wd, scale)
+        V = None
+        if v_rows:
+            P, V = self._schur_product(Wd, scale, Wd[:, 0, 0] ** 2 * L11inv[:, 0, 0] ** 2, v_rows)
+        else:
+            P = self._schur_product(Wd, scale)
         if isinstance(self.A21, SparseA21) and self.k1 == 1 and scale is not None:
             S = P.T                                    # fused kernel: P is already S's upper triangle
         else:
@@ -313,7 +353,9 @@ class BlockedSystem:
             if qr:
                 S[self._diag_rest] += 1.0
         L22 = _cholesky(S[:qr, :qr] if z_only else S)
-        return self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
+        F = self._new_factor(blocks, L11, L11inv, L22, theta, z_only)
+        F.trace_V = V
+        return F
 
     def _new_factor(self, blocks, L11, L11inv, L22, theta, z_only) -> BlockedFactor:
         F = BlockedFactor(system=self, blocks=blocks, L11=L11, L22=L22, A21=self.A21, theta=theta,

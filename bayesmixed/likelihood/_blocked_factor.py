@@ -73,6 +73,7 @@ class BlockedFactor:
     L21: sp.csr_array | None = None   # sparse (m, q1), formed on demand by BlockedSystem.L21
     beta_shift: np.ndarray | None = None   # the system's y is y - X beta_shift
     z_only: bool = False                   # L22 holds the Z rows only (no X, y)
+    trace_V: np.ndarray | None = field(default=None, repr=False)   # see BlockedSystem.factor(v_rows=)
 
     @property
     def q_rest(self) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 from bayesmixed._threads import single_blas_thread
 from bayesmixed.design.spec import MixedDesign
 from bayesmixed.errors import ConvergenceWarning, DesignError, SingularFitWarning
+from bayesmixed.likelihood.gradient import ProfiledGradient, gradient_applies, gradient_hessian, minimize_profiled
 from bayesmixed.likelihood.numderiv import deriv12, hessian, jacobian
 from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa
 from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
@@ -33,10 +34,13 @@ def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL)
     return bool(np.any(theta[lower == 0] < tol))
 
 
-def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | None = None) -> list[str]:
+def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | None = None,
+                      fg=None) -> list[str]:
     """Scaled-gradient and Hessian checks like lme4's checkConv (skipped at the boundary).
 
-    Returns the warning messages, empty when the optimum passes.
+    Returns the warning messages, empty when the optimum passes. ``fg``: an analytic
+    ``theta -> (criterion, gradient)``; the gradient is then exact and the Hessian its
+    central differences (``gradient.gradient_hessian``) instead of ``deriv12``'s.
 
     Examples
     --------
@@ -50,7 +54,7 @@ def check_convergence(devfun, theta: np.ndarray, lower: np.ndarray, f0: float | 
     if theta.size > 12:
         return msgs
     try:
-        g, H = deriv12(devfun, theta, f0=f0)
+        g, H = deriv12(devfun, theta, f0=f0) if fg is None else gradient_hessian(fg, theta)
     except Exception:  # noqa: BLE001 - a failed check must not fail the fit
         return msgs
     try:
@@ -200,9 +204,13 @@ def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
     x0 = design.theta0 if start is None else np.asarray(start, dtype=float)
     if x0.shape != design.theta0.shape:
         raise DesignError(f"start must have {design.n_theta} theta values ({', '.join(design.theta_names)})")
-    opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {}))
+    # scalar terms in a large model: the analytic gradient and L-BFGS-B (``gradient.py``)
+    fg = ProfiledGradient(dev) if gradient_applies(design) and not optimizer_options else None
+    opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {})) if fg is None \
+        else minimize_profiled(dev, fg, x0, design.lower)
     theta = opt.x
-    state = dev.evaluate(theta)
+    # the gradient path: fg(theta) is usually the optimizer's last evaluation (cached), and the check needs it
+    state = fg.state_at(theta) if fg is not None and fg(theta) else dev.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
     singular = is_singular(theta, design.lower)
     msgs = list(opt.messages)
@@ -211,7 +219,7 @@ def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
         issued.append("singular")
         warnings.warn(singular_message(design, theta), SingularFitWarning, stacklevel=4)
     elif check_conv:
-        conv = check_convergence(dev, theta, design.lower, f0=state.deviance)
+        conv = check_convergence(dev, theta, design.lower, f0=state.deviance, fg=fg)
         for m in conv:
             warnings.warn(m, ConvergenceWarning, stacklevel=4)
         msgs += conv

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import nlopt
 import numpy as np
+from scipy.optimize import minimize
 
 from bayesmixed.errors import ConvergenceWarning
 
@@ -99,3 +100,51 @@ def minimize_bobyqa(fun, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray
         warnings.warn(f"optimizer stopped after {maxeval} evaluations without converging; "
                       "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
     return OptResult(x=x, fun=float(f), n_evals=count[0], status=status, messages=msgs)
+
+
+def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray | None = None,
+                    gtol: float = 1e-4, ftol: float = 1e-13,
+                    maxiter: int = 500) -> OptResult:
+    """Minimise ``fg(x) -> (f, grad)`` with an exact gradient by L-BFGS-B under box constraints.
+
+    For large models with an analytic gradient (``gradient.py``): several times fewer
+    evaluations than BOBYQA. It stops when the largest projected gradient is below ``gtol``,
+    when a step lowers the criterion by less than ``ftol`` relative to it (the criterion's
+    round-off: 1e-13 of a deviance of 3e6 is 3e-7), or when the line search makes no more
+    progress (round-off again). Returns the best point seen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fg = lambda x: (float((x[0] - 2.0) ** 2 + (x[1] + 1.0) ** 2), np.array([2 * (x[0] - 2.0), 2 * (x[1] + 1.0)]))
+    >>> res = minimize_lbfgsb(fg, np.array([0.5, 0.5]), lower=np.array([0.0, 0.0]))
+    >>> res.x.round(6).tolist(), round(res.fun, 6), res.messages
+    ([2.0, 0.0], 1.0, [])
+    """
+    x0 = np.asarray(x0, dtype=float)
+    best = {"f": np.inf, "x": x0.copy()}
+    count = [0]
+
+    def objective(x):
+        count[0] += 1
+        try:
+            f, g = fg(np.array(x))
+        except np.linalg.LinAlgError:
+            return 1e300, np.zeros_like(x)
+        if not np.isfinite(f):
+            return 1e300, np.zeros_like(x)
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x)
+        return f, np.asarray(g, dtype=float)
+
+    hi = np.full(x0.size, np.inf) if upper is None else np.asarray(upper, dtype=float)
+    bounds = list(zip(np.asarray(lower, dtype=float), hi))
+    res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"ftol": ftol, "gtol": gtol, "maxiter": maxiter, "maxfun": 10 * maxiter})
+    msgs = []
+    if res.status == 1:
+        msgs.append(f"maximum number of iterations ({maxiter}) reached")
+        warnings.warn(f"optimizer stopped after {maxiter} iterations without converging; "
+                      "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
+    status = "success" if res.status == 0 else str(res.message)
+    return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs)

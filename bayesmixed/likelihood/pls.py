@@ -62,8 +62,10 @@ class ProfiledDeviance:
                        else BlockedSystem(design))
         self.n_evals = 0
 
-    def evaluate(self, theta: np.ndarray) -> PLSState:
+    def evaluate(self, theta: np.ndarray, v_rows: int = 0) -> PLSState:
         """Solve the penalized least-squares problem at ``theta``; the criterion and its pieces.
+
+        ``v_rows``: passed to :meth:`BlockedSystem.factor` (the gradient's extra product).
 
         Examples
         --------
@@ -74,7 +76,7 @@ class ProfiledDeviance:
         319.792389
         """
         theta = np.asarray(theta, dtype=float)
-        F = self.system.factor(theta)
+        F = self.system.factor(theta, v_rows=v_rows)
         n, p = self.design.n, self.design.p
         ldL2, pwrss = F.ldL2, F.pwrss
         ldRX2 = F.ldRX2 if p else 0.0

@@ -1,0 +1,193 @@
+"""Analytic gradient of the profiled ML deviance and REML criterion when every term is scalar.
+
+With scalar terms ``Lambda = diag(theta_i I_{q_i})`` and ``M = Lambda'Z'WZ Lambda + I``
+(with the X rows as well for REML: the leading ``(q + p)`` block of the PLS system),
+
+    d/dtheta_i [log det M] = 2 (q_i - tr_i(M^{-1})) / theta_i,
+    d/dtheta_i [pwrss]     = -2 |u_i|^2 / theta_i,
+
+``tr_i`` the trace over term i's block and ``u_i`` its spherical modes (the second by the
+envelope theorem: ``pwrss`` is a minimum over u and beta). So the ML deviance
+``log det M + n log pwrss`` has ``g_i = 2 (q_i - tr_i(M^{-1})) / theta_i - 2 n |u_i|^2 /
+(theta_i pwrss)``, and the REML criterion the same with ``n - p`` and M including X. Both
+are even in each ``theta_i``, so ``g_i = 0`` at ``theta_i = 0``.
+
+The traces come from the blocked factor (``_blocked.py``): with ``D`` the diagonal first
+block of M, ``B`` the rest of its first block column and ``S = L22 L22'`` the Schur
+complement, the first term's block of ``M^{-1}`` is ``D^{-1} + D^{-1} B' S^{-1} B D^{-1}``,
+whose trace is ``tr(D^{-1}) + sum(S^{-1} * (B D^{-2} B'))``; ``B D^{-2} B'`` is accumulated
+in the same pass as the Schur complement, and ``S^{-1}`` is one LAPACK ``potri``. The other
+terms' traces are sums of the diagonal of ``S^{-1}``.
+
+It is worth it for large models only: an evaluation with the gradient costs about two to
+three plain ones, and a gradient method (L-BFGS-B) needs three to four times fewer of them
+than BOBYQA. Smaller models keep lme4's optimizer (BOBYQA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from bayesmixed._threads import blas_threads_for
+from bayesmixed.design.spec import MixedDesign
+from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa, minimize_lbfgsb
+from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
+
+GRADIENT_MIN_Q = 1000      # random-effects columns from which the gradient path pays
+BOUNDARY_TOL = 1e-4        # a theta this close to its bound of 0 is checked by BOBYQA (lme4's isSingular tol)
+_potri = sla.get_lapack_funcs("potri", (np.zeros(1),))
+
+
+def gradient_applies(design: MixedDesign) -> bool:
+    """All terms scalar and the model large enough for the gradient path to pay.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> gradient_applies(bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)",
+    ...                           bm.load_dataset("Penicillin")).design)       # q = 30: BOBYQA
+    False
+    """
+    return bool(design.reterms) and all(t.n_cols == 1 for t in design.reterms) \
+        and design.q >= GRADIENT_MIN_Q
+
+
+class ProfiledGradient:
+    """``theta -> (criterion, gradient)`` of a :class:`ProfiledDeviance` with scalar terms.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> dev = ProfiledDeviance(bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)",
+    ...                                 bm.load_dataset("Penicillin")).design, reml=False)
+    >>> f, g = ProfiledGradient(dev)(np.array([1.5, 3.0]))
+    >>> h = 1e-6
+    >>> fd = (dev(np.array([1.5 + h, 3.0])) - dev(np.array([1.5 - h, 3.0]))) / (2 * h)
+    >>> bool(abs(g[0] - fd) < 1e-5 * max(1.0, abs(fd)))
+    True
+    """
+
+    def __init__(self, dev: ProfiledDeviance) -> None:
+        if not all(t.n_cols == 1 for t in dev.design.reterms):
+            raise ValueError("the analytic gradient needs scalar random-effects terms only")
+        self.dev = dev
+        s = dev.system
+        self.n_v = s.q_rest + (s.p if dev.reml else 0)
+        self.n_grads = 0
+        self._last: tuple = (None, 0.0, None, None)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = np.asarray(theta, dtype=float)
+        if self._last[0] is not None and np.array_equal(self._last[0], theta):
+            return self._last[1], self._last[2].copy()      # e.g. the optimizer's last point, again
+        st = self.dev.evaluate(theta, v_rows=self.n_v)
+        self.n_grads += 1
+        g = self.gradient(st)
+        self._last = (theta.copy(), st.deviance, g, st)
+        return st.deviance, g.copy()
+
+    def state_at(self, theta: np.ndarray) -> PLSState | None:
+        """The state of the last evaluation if it was at ``theta`` (saves the fit one evaluation)."""
+        return self._last[3] if self._last[0] is not None and np.array_equal(self._last[0], theta) else None
+
+    def excess(self, st: PLSState) -> np.ndarray:
+        """``q_i - tr_i(M^{-1})`` per term, M the leading block of the system (see the module)."""
+        s, F, theta = self.dev.system, st.factor, st.theta
+        d = F.L11[:, 0, 0] ** 2                               # diagonal of D: theta_1^2 a_g + 1
+        t1 = theta[s._theta_slices[0]][0]
+        out = np.empty(len(s.design.reterms))
+        out[0] = float(np.sum(t1 * t1 * s.A11[:, 0, 0] / d))  # q_1 - tr(D^{-1}), no cancellation
+        n_v = self.n_v
+        if not n_v:
+            return out
+        with blas_threads_for(2.0 * n_v**3 / 3.0):
+            Sinv, info = _potri(F.L22[:n_v, :n_v], lower=1)
+        if info != 0:                         # pragma: no cover - the factor has a positive diagonal
+            raise np.linalg.LinAlgError("inverse of the Schur complement failed")
+        sc = np.ones(n_v)
+        for i, (start, t) in enumerate(zip(s._starts, s.rest)):
+            sc[start : start + t.q] = theta[s._theta_slices[i + 1]][0]
+        Vs = F.trace_V * sc[:, None]
+        Vs *= sc[None, :]                                     # upper triangle of B D^-2 B' / t1^2 * t1^2
+        SinvT = Sinv.T                                        # upper triangle holds the inverse
+        tr = 2.0 * float(np.einsum("ij,ij->", Vs, SinvT)) - float(np.diagonal(Vs) @ np.diagonal(SinvT))
+        out[0] -= tr
+        dS = np.diagonal(Sinv)
+        for i, (start, t) in enumerate(zip(s._starts, s.rest)):
+            out[i + 1] = t.q - float(dS[start : start + t.q].sum())
+        return out
+
+    def gradient(self, st: PLSState) -> np.ndarray:
+        """The gradient at a state evaluated with ``v_rows=self.n_v``."""
+        s = self.dev.system
+        design = s.design
+        _, u = s.solve_beta_u(st.factor)
+        excess = self.excess(st)
+        nn = design.n - design.p if self.dev.reml else design.n
+        g = np.zeros(design.n_theta)
+        start = 0
+        for i, (t, sl) in enumerate(zip(design.reterms, s._theta_slices)):
+            th = st.theta[sl][0]
+            ui = u[start : start + t.q]
+            start += t.q
+            if th != 0.0:
+                g[sl] = 2.0 * excess[i] / th - 2.0 * nn * float(ui @ ui) / (th * st.pwrss)
+        return g
+
+
+def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient at ``theta`` and the Hessian by forward differences of the analytic gradient.
+
+    ``1 + k`` evaluations of ``fg`` (the first is usually the optimizer's last, cached by
+    :class:`ProfiledGradient`), against ``2k^2`` of the criterion for lme4's ``deriv12``;
+    the same step ``delta`` as lme4's convergence check. The error, O(delta) times the
+    third derivative, is far below what the check (a scaled gradient of 2e-3) can notice,
+    and there is no round-off from differencing the criterion twice.
+
+    Examples
+    --------
+    >>> fg = lambda x: (float(x @ x), 2 * x * np.array([1.0, 3.0]))
+    >>> g, H = gradient_hessian(fg, np.array([1.0, 2.0]))
+    >>> g.tolist(), np.round(H, 8).tolist()
+    ([2.0, 12.0], [[2.0, 0.0], [0.0, 6.0]])
+    """
+    theta = np.asarray(theta, dtype=float)
+    k = theta.size
+    g = np.asarray(fg(theta)[1], dtype=float)
+    H = np.empty((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = delta
+        H[:, i] = (np.asarray(fg(theta + e)[1]) - g) / delta
+    return g, (H + H.T) / 2.0
+
+
+def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
+                      lower: np.ndarray) -> OptResult:
+    """L-BFGS-B with the analytic gradient; BOBYQA from its optimum when that is on the boundary.
+
+    The criterion is even in each scalar ``theta_i``, so its gradient vanishes at
+    ``theta_i = 0`` whether or not the criterion falls for ``theta_i > 0``: a gradient
+    method that reaches the bound can stop there at a stationary point that is no minimum.
+    When a component ends within ``BOUNDARY_TOL`` of 0, BOBYQA (lme4's optimizer, which
+    samples the interior) continues from that point, and if it leaves the boundary,
+    L-BFGS-B again from there (BOBYQA's own stopping rule can leave 1e-6 on the table in
+    a flat valley). The best point is returned, with every evaluation counted.
+    """
+    runs = [minimize_lbfgsb(fg, x0, lower)]
+    if np.any(_on_boundary(runs[0].x, lower)):
+        runs.append(minimize_bobyqa(dev, runs[0].x, lower))
+        if not np.any(_on_boundary(runs[1].x, lower)):
+            runs.append(minimize_lbfgsb(fg, runs[1].x, lower))
+    if len(runs) == 1:
+        return runs[0]
+    best = min(runs, key=lambda r: r.fun)
+    names = ["L-BFGS-B", "BOBYQA", "L-BFGS-B"]
+    return OptResult(x=best.x, fun=best.fun, n_evals=sum(r.n_evals for r in runs),
+                     status=", then ".join(f"{n} ({r.status})" for n, r in zip(names, runs)),
+                     messages=[m for r in runs for m in r.messages])
+
+
+def _on_boundary(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    return (lower == 0) & (x < BOUNDARY_TOL)
