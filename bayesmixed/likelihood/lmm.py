@@ -194,15 +194,56 @@ def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_co
         return _optimize(design, reml, start, check_conv, optimizer_options)
 
 
+class _BestPoint:
+    """The criterion for the optimizer, remembering its lowest point so the fit never evaluates it again.
+
+    The optimizer's closing evaluation of the point it returns gets the stored value; the
+    fit's state there is the stored one when its factor is small (below ``KEEP_BYTES``,
+    so a large factor is never held twice), else it is evaluated once more.
+    """
+
+    KEEP_BYTES = 1 << 26
+
+    def __init__(self, dev: ProfiledDeviance) -> None:
+        self.dev = dev
+        self.theta: np.ndarray | None = None
+        self.f = np.inf
+        self.state: PLSState | None = None
+
+    def _is_best(self, theta: np.ndarray) -> bool:
+        return self.theta is not None and np.array_equal(theta, self.theta)
+
+    def __call__(self, theta: np.ndarray) -> float:
+        theta = np.asarray(theta, dtype=float)
+        if self._is_best(theta):
+            return self.f
+        try:
+            st = self.dev.evaluate(theta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        if st.deviance < self.f:
+            self.theta, self.f = theta.copy(), st.deviance
+            self.state = st if st.factor.L22.nbytes <= self.KEEP_BYTES else None
+        return st.deviance
+
+    def evaluate(self, theta: np.ndarray) -> PLSState:
+        """The state at ``theta``: the stored one at the lowest point, else a new evaluation."""
+        theta = np.asarray(theta, dtype=float)
+        if self.state is not None and self._is_best(theta):
+            return self.state
+        return self.dev.evaluate(theta)
+
+
 def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
               optimizer_options: dict | None) -> LmmOptimum:
     dev = ProfiledDeviance(design, reml=reml)
     x0 = design.theta0 if start is None else np.asarray(start, dtype=float)
     if x0.shape != design.theta0.shape:
         raise DesignError(f"start must have {design.n_theta} theta values ({', '.join(design.theta_names)})")
-    opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {}))
+    best = _BestPoint(dev)
+    opt = minimize_bobyqa(best, x0, design.lower, **(optimizer_options or {}))
     theta = opt.x
-    state = dev.evaluate(theta)
+    state = best.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
     singular = is_singular(theta, design.lower)
     msgs = list(opt.messages)
