@@ -90,6 +90,33 @@ def test_laplace_equals_direct_formula():
     assert_allclose(st.u, u, atol=1e-5)
 
 
+@pytest.mark.parametrize("family,link", [("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
+                                         ("poisson", "log"), ("negativebinomial", "log")])
+def test_compiled_criterion_equals_the_state_path(family, link):
+    """One scalar term: the criterion without a state (compiled modes and Laplace pieces) is
+    aic + |u|^2 + log det of the PIRLS state's factor, and leaves the same modes behind."""
+    rng = np.random.default_rng(7)
+    d = pd.DataFrame({"x": rng.normal(size=200), "g": rng.integers(0, 15, 200).astype(str)})
+    d["y"] = rng.binomial(1, 0.4, 200) if family == "binomial" else rng.poisson(2.0, 200)
+    fam = bm.families.get_family(family, link)
+    if family == "negativebinomial":
+        fam = fam.with_shape(3.0)
+    design = bm.Model("y ~ x + (1 | g)", d, family=fam).design
+    pars = np.array([0.7, 0.1, 0.3]) if family == "binomial" else np.array([0.4, 0.5, 0.1])
+    dev = LaplaceDeviance(design, family=fam)
+    first = dev(pars)                                   # the state path (keeps aic's constant)
+    assert dev._laplace_const[0] is dev.family          # later calls take the compiled path
+    for p in (pars, pars + [0.05, -0.1, 0.02]):
+        dev._u_start = np.zeros(design.q)
+        value = dev(p)                                  # the compiled value path
+        u_value = dev._u_start.copy()
+        dev._u_start = np.zeros(design.q)
+        st = dev.pirls(p[:1], p[1:])
+        assert value == pytest.approx(dev.laplace(st), rel=1e-12, abs=1e-10)
+        assert_allclose(u_value, st.u, atol=1e-9)
+    assert first == pytest.approx(dev(pars), rel=1e-12)
+
+
 def test_agq_with_one_node_is_laplace_without_the_saturated_term():
     case = REF["cbpp_logit_agq1"]
     dev = LaplaceDeviance(bm.Model(CB, bm.load_dataset("cbpp"), family="binomial").design)

@@ -164,14 +164,38 @@ def response_pass(fam, link, shape, y, wt, eta):  # pragma: no cover - compiled
         m, d, _ = _link_parts(link, eta[i])
         v, _ = _variance(fam, m, shape)
         mu[i], mu_eta[i], var[i] = m, d, v
-        yi, e = y[i], eta[i]
-        if fam == 0 and link == 0 and 0.0 < yi < 1.0:
-            sat = yi * math.log(yi) + (1.0 - yi) * math.log(1.0 - yi)
-            soft = e + math.log1p(math.exp(-e)) if e > 0 else math.log1p(math.exp(e))
-            dev[i] = 2.0 * wt[i] * (sat + soft - yi * e)
-        elif fam == 1 and link == 3:
-            sat = yi * math.log(yi) - yi if yi > 0 else 0.0
-            dev[i] = 2.0 * wt[i] * (sat + m - yi * e)
-        else:
-            dev[i] = _unit_dev(fam, yi, m, wt[i], shape)
+        dev[i] = _dev_eta(fam, link, shape, y[i], wt[i], eta[i], m)
     return mu, mu_eta, var, dev
+
+
+@numba.njit(cache=True, nogil=True)
+def _dev_eta(fam, link, shape, yi, wi, e, m):  # pragma: no cover - compiled
+    """One deviance residual times prior weight; canonical binomial and poisson written in eta."""
+    if fam == 0 and link == 0 and 0.0 < yi < 1.0:
+        sat = yi * math.log(yi) + (1.0 - yi) * math.log(1.0 - yi)
+        soft = e + math.log1p(math.exp(-e)) if e > 0 else math.log1p(math.exp(e))
+        return 2.0 * wi * (sat + soft - yi * e)
+    if fam == 1 and link == 3:
+        sat = yi * math.log(yi) - yi if yi > 0 else 0.0
+        return 2.0 * wi * (sat + m - yi * e)
+    return _unit_dev(fam, yi, m, wi, shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def scalar_laplace(fam, link, shape, y, wt, x, codes, n_levels, th, fixed, u):  # pragma: no cover - compiled
+    """Laplace pieces at the modes u of one scalar term: (sum of deviance residuals, |u|^2,
+    log det(th^2 Z'WZ + I)) with glmer's Fisher weights ``W = wt mu_eta^2 / V(mu)``."""
+    A = np.zeros(n_levels)
+    dev = 0.0
+    for i in range(y.size):
+        e = fixed[i] + th * x[i] * u[codes[i]]
+        m, d, _ = _link_parts(link, e)
+        v, _ = _variance(fam, m, shape)
+        A[codes[i]] += wt[i] * d * d / v * x[i] * x[i]
+        dev += _dev_eta(fam, link, shape, y[i], wt[i], e, m)
+    sq = 0.0
+    ld = 0.0
+    for j in range(n_levels):
+        sq += u[j] * u[j]
+        ld += math.log(th * th * A[j] + 1.0)
+    return dev, sq, ld

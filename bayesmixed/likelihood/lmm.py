@@ -198,6 +198,46 @@ def optimize_lmm(design: MixedDesign, *, reml: bool = True, start=None, check_co
         return _optimize(design, reml, start, check_conv, optimizer_options)
 
 
+class _BestPoint:
+    """The criterion for the optimizer, remembering its lowest point so the fit never evaluates it again.
+
+    The optimizer's closing evaluation of the point it returns gets the stored value; the
+    fit's state there is the stored one when its factor is small (below ``KEEP_BYTES``,
+    so a large factor is never held twice), else it is evaluated once more.
+    """
+
+    KEEP_BYTES = 1 << 26
+
+    def __init__(self, dev: ProfiledDeviance) -> None:
+        self.dev = dev
+        self.theta: np.ndarray | None = None
+        self.f = np.inf
+        self.state: PLSState | None = None
+
+    def _is_best(self, theta: np.ndarray) -> bool:
+        return self.theta is not None and np.array_equal(theta, self.theta)
+
+    def __call__(self, theta: np.ndarray) -> float:
+        theta = np.asarray(theta, dtype=float)
+        if self._is_best(theta):
+            return self.f
+        try:
+            st = self.dev.evaluate(theta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        if st.deviance < self.f:
+            self.theta, self.f = theta.copy(), st.deviance
+            self.state = st if st.factor.L22.nbytes <= self.KEEP_BYTES else None
+        return st.deviance
+
+    def evaluate(self, theta: np.ndarray) -> PLSState:
+        """The state at ``theta``: the stored one at the lowest point, else a new evaluation."""
+        theta = np.asarray(theta, dtype=float)
+        if self.state is not None and self._is_best(theta):
+            return self.state
+        return self.dev.evaluate(theta)
+
+
 def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
               optimizer_options: dict | None) -> LmmOptimum:
     dev = ProfiledDeviance(design, reml=reml)
@@ -206,11 +246,12 @@ def _optimize(design: MixedDesign, reml: bool, start, check_conv: bool,
         raise DesignError(f"start must have {design.n_theta} theta values ({', '.join(design.theta_names)})")
     # scalar terms in a large model: the analytic gradient and L-BFGS-B (``gradient.py``)
     fg = ProfiledGradient(dev) if gradient_applies(design) and not optimizer_options else None
-    opt = minimize_bobyqa(dev, x0, design.lower, **(optimizer_options or {})) if fg is None \
+    best = _BestPoint(dev)
+    opt = minimize_bobyqa(best, x0, design.lower, **(optimizer_options or {})) if fg is None \
         else minimize_profiled(dev, fg, x0, design.lower)
     theta = opt.x
     # the gradient path: fg(theta) is usually the optimizer's last evaluation (cached), and the check needs it
-    state = fg.state_at(theta) if fg is not None and fg(theta) else dev.evaluate(theta)
+    state = fg.state_at(theta) if fg is not None and fg(theta) else best.evaluate(theta)
     beta, u = dev.system.solve_beta_u(state.factor)
     singular = is_singular(theta, design.lower)
     msgs = list(opt.messages)

@@ -28,7 +28,7 @@ from bayesmixed.families import Family
 from bayesmixed.likelihood._blocked import BlockedFactor, BlockedSystem
 from bayesmixed.likelihood._pirls_kernel import FAMILY_CODES as _FAMILY_CODES  # noqa: F401 (tests)
 from bayesmixed.likelihood._pirls_kernel import LINK_CODES as _LINK_CODES  # noqa: F401
-from bayesmixed.likelihood._pirls_kernel import scalar_pirls
+from bayesmixed.likelihood._pirls_kernel import scalar_laplace, scalar_pirls
 from bayesmixed.likelihood.agq import agq_deviance
 from bayesmixed.likelihood.glm import GlmResponse, glm_fit
 
@@ -132,6 +132,7 @@ class LaplaceDeviance:
         self.n_theta, self.p = d.n_theta, d.p
         self.n_evals = 0
         self.n_unconverged = 0
+        self._laplace_const = (None, 0.0)     # (family, aic - deviance) for the compiled value path
         self._scalar1 = len(d.reterms) == 1 and d.reterms[0].n_cols == 1
         if self._scalar1:
             self._x1 = np.ascontiguousarray(d.reterms[0].Xi[:, 0], dtype=float)
@@ -276,8 +277,28 @@ class LaplaceDeviance:
         """Laplace criterion at ``pars = (theta, beta)`` (glmer nAGQ=1 devfun)."""
         self.n_evals += 1
         pars = np.asarray(pars, dtype=float)
-        st = self.pirls(pars[: self.n_theta], pars[self.n_theta:])
+        theta, beta = pars[: self.n_theta], pars[self.n_theta:]
+        if self._scalar1 and self.resp.compiled and self._laplace_const[0] is self.family:
+            return self._laplace_compiled(theta, beta)
+        st = self.pirls(theta, beta)
+        if self._scalar1 and self.resp.compiled and not self.family.has_dispersion:
+            # aic = deviance + a constant here: the compiled value path needs only the constant
+            self._laplace_const = (self.family, self.aic(st.mu, st.dev_resid) - float(st.dev_resid.sum()))
         return self.laplace(st)
+
+    def _laplace_compiled(self, theta: np.ndarray, beta: np.ndarray) -> float:
+        """The criterion alone (no state) for one scalar term: modes and Laplace pieces compiled."""
+        t1 = self.design.reterms[0]
+        fixed = self.X @ beta + self.offset
+        fam_code, link_code, shape = self.resp._codes
+        args = (self.y, self.wt, self._x1, t1.codes, t1.n_levels, float(theta[0]), fixed)
+        u, _, ok = scalar_pirls(fam_code, link_code, self.resp.newton, shape, *args, self._u_start.copy(),
+                                self.utol, self.MAXIT)
+        if not ok:
+            raise FitError("PIRLS step-halving failed to reduce the penalized deviance")
+        self._u_start = u.copy()
+        dev, sqrL, ldL2 = scalar_laplace(fam_code, link_code, shape, *args, u)
+        return float(dev) + self._laplace_const[1] + float(sqrL) + float(ldL2)
 
     def profiled(self, theta: np.ndarray) -> float:
         """glmer's nAGQ=0 criterion: Laplace at (u, beta) from joint PIRLS."""
