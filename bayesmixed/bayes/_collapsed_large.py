@@ -137,9 +137,10 @@ def _pairs(ptr, rows, v, ginv, m, ng):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def schur_scalar(C, sigma, s0, tk, tl, tc, tst, A11, A22, ga, gcnt, er, ec, eptr, egrp, ecoef, Minv, L11):
+def schur_scalar(C, sigma, s0, tk, tl, tc, tst, A11, A22, ga, gcnt, er, ec, eptr, egrp, ecoef, Minv, L11, S):
     # pragma: no cover - compiled
-    """:func:`_collapsed_kernels.schur` for a scalar first term, from the table P."""
+    """:func:`_collapsed_kernels.schur` for a scalar first term, from the table P, into ``S``
+    (m x m, C order: a workspace reused across calls); returns the first term's log det."""
     t2 = (C[tc[0]] / sigma) ** 2
     ng = ga.shape[0]
     dk = np.empty(ng)
@@ -153,7 +154,7 @@ def schur_scalar(C, sigma, s0, tk, tl, tc, tst, A11, A22, ga, gcnt, er, ec, eptr
         L11[g, 0, 0] = math.sqrt(mg)
         Minv[g, 0, 0] = 1.0 / mg
     m = A22.shape[0]
-    S = A22.copy()
+    S[:, :] = A22
     for e in range(er.shape[0]):
         acc = 0.0
         for j in range(eptr[e], eptr[e + 1]):
@@ -163,7 +164,7 @@ def schur_scalar(C, sigma, s0, tk, tl, tc, tst, A11, A22, ga, gcnt, er, ec, eptr
     K._scale_dense(S, C, sigma, s0, tk, tl, tc, tst, True)
     for i in range(m - 1):
         S[i, i] += 1.0
-    return S, logdet
+    return logdet
 
 
 @numba.njit(cache=True, nogil=True)
@@ -213,12 +214,16 @@ def first_trace_scalar(Sup, C, sigma, s0, tk, tl, tc, tst, ga, er, ec, eptr, egr
 
 
 @numba.njit(cache=True, nogil=True)
-def finish_scalar(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw,
-                  ga, er, ec, eptr, egrp, ecoef, gC):  # pragma: no cover - compiled
-    """:func:`_collapsed_kernels.finish` for a scalar first term (its trace from the table P)."""
+def factor_finish_scalar(S, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw,
+                         ga, er, ec, eptr, egrp, ecoef, gC, potrf, potri):  # pragma: no cover - compiled
+    """:func:`_collapsed_kernels.finish` for a scalar first term, factoring ``S`` in place: the
+    solves on the factor first, then its leading block inverted over it (no copy)."""
     l1 = tl[0]
     q1 = l1
-    m1 = U.shape[0] - 1
+    m1 = S.shape[0] - 1
+    if _lapack_call(potrf, S, m1 + 1) != 0:
+        raise np.linalg.LinAlgError("Schur complement not positive definite")
+    U = S
     logdet = logdet1
     for i in range(m1):
         logdet += 2.0 * math.log(U[i, i])
@@ -230,6 +235,9 @@ def finish_scalar(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr
         vv += v[i] * v[i]
     rss = pwrss - vv
     logp = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
+    if _lapack_call(potri, S, m1) != 0:
+        raise np.linalg.LinAlgError("singular factor")
+    Sup = S[:m1, :m1]
     trMinv = 0.0
     for i in range(m1):
         trMinv += Sup[i, i]
@@ -258,8 +266,9 @@ def finish_scalar(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr
     return logp, gsig
 
 
-def logp_grad_scalar(cd, x, pat):
-    """The collapsed density and gradient for a scalar first term (``pat``: :func:`scalar_pattern`)."""
+def logp_grad_scalar(cd, x, pat, S=None):
+    """The collapsed density and gradient for a scalar first term (``pat``: :func:`scalar_pattern`;
+    ``S``: an m x m workspace, e.g. one per thread)."""
     tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
     ga, gcnt, er, ec, eptr, egrp, ecoef = pat
     nc = int(tc[-1] + tk[-1] ** 2)
@@ -270,12 +279,12 @@ def logp_grad_scalar(cd, x, pat):
                                     sig_par, C, zs, rem)
     l1 = int(tl[0])
     Minv, L11 = np.empty((l1, 1, 1)), np.empty((l1, 1, 1))
-    S, ld1 = schur_scalar(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.A22, ga, gcnt, er, ec, eptr, egrp, ecoef,
-                          Minv, L11)
-    U, Sup = factor_inverse(S, POTRF, POTRI)
+    S = np.empty((cd.m, cd.m)) if S is None else S
+    ld1 = schur_scalar(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.A22, ga, gcnt, er, ec, eptr, egrp, ecoef,
+                       Minv, L11, S)
     gC = np.zeros(nc)
-    lm, gsig = finish_scalar(U, Sup, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows, cd.vals,
-                             cd.n, cd.sumlogw, ga, er, ec, eptr, egrp, ecoef, gC)
+    lm, gsig = factor_finish_scalar(S, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows,
+                                    cd.vals, cd.n, cd.sumlogw, ga, er, ec, eptr, egrp, ecoef, gC, POTRF, POTRI)
     H.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
     _, _, _, dsdx = H.positive_prior(sig_code, sig_par, x[-1])
     gx[-1] += gsig * dsdx

@@ -17,7 +17,9 @@ drawn exactly from their conditional normal at every draw.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammaln
 
+from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
@@ -237,7 +240,14 @@ def _large_evaluator(cd: CollapsedDesign):
     pat = L.scalar_pattern(cd)
     if pat is None:
         return lambda x: L.logp_grad_general(cd, x)
-    return lambda x: L.logp_grad_scalar(cd, x, pat)
+    local = threading.local()                    # one m x m workspace per sampler thread
+
+    def evaluate(x):
+        S = getattr(local, "S", None)
+        if S is None:
+            S = local.S = np.empty((cd.m, cd.m))
+        return L.logp_grad_scalar(cd, x, pat, S)
+    return evaluate
 
 
 def _logp_grad_large(cd: CollapsedDesign, x: np.ndarray):
@@ -440,9 +450,11 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
         cd = prepare(design, priors)
         return cd, compile_nutpie(cd)
 
-    design, cd, seed, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
-                                         random_seed=random_seed, progressbar=progressbar,
-                                         target_accept=target_accept, timings=timings, **kwargs)
+    # chains run in threads, one per core: one BLAS thread each (more would spin against each other)
+    with single_blas_thread() if chains > 1 else contextlib.nullcontext():
+        design, cd, seed, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
+                                             random_seed=random_seed, progressbar=progressbar,
+                                             target_accept=target_accept, timings=timings, **kwargs)
     t0 = time.perf_counter()
     X = np.asarray(trace["posterior"]["theta_u"])                             # (chain, draw, ndim)
     post = posterior_dataset(cd, conditional_draws(cd, X, seed), corr_matrix=corr_matrix)
