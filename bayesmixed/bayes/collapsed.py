@@ -11,8 +11,10 @@ in the joint PyMC model's unconstrained parametrisation (same priors, same Jacob
 are evaluated on the blocked Cholesky factor the REML engine uses (first term's levels
 as independent small blocks, the rest as a dense Schur complement), by numba kernels
 compiled once per installation (:mod:`bayesmixed.bayes._collapsed_kernels`) and handed
-to nutpie through its public ``from_pyfunc`` interface. After sampling, b and beta are
-drawn exactly from their conditional normal at every draw.
+to nutpie through its public ``from_pyfunc`` interface. A dense part larger than
+``SMALL_DENSE`` is factored and inverted by LAPACK called from kernels that release the GIL
+(:mod:`bayesmixed.bayes._collapsed_large`), so nutpie's chain threads use every core. After
+sampling, b and beta are drawn exactly from their conditional normal at every draw.
 """
 
 from __future__ import annotations
