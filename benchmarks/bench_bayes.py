@@ -32,8 +32,9 @@ The load average is printed at the start and the end.
 
 ``--insteval`` runs the InstEval full posterior instead
 (``y ~ service + (1|s) + (1|d) + (1|dept:service)``, 73 421 rows, 4 chains x
-``--insteval-draws`` after as many tuning steps) and reports wall and CPU time, min
-ESS-bulk and max R-hat over the fixed effects, SDs and sigma.
+``--insteval-draws`` after ``--insteval-tune`` tuning steps) and reports wall and CPU
+time (and their ratio: about 2 when both cores run a chain), min ESS-bulk and max R-hat
+over the fixed effects, SDs and sigma, and the leapfrog steps (gradients) per kept draw.
 
 Measured numbers: benchmarks/README.md.
 
@@ -112,6 +113,7 @@ def fit_once(lib: str, name: str, draws: int, tune: int, seed: int) -> dict:
     return {"model": name, "library": lib, "wall_s": wall, "cpu_s": cpu,
             "process_s": time.perf_counter() - _T_START, "min_ess_bulk": _min(az.ess(ds)),
             "max_rhat": _max(az.rhat(ds)), "divergences": int(np.asarray(stats["diverging"]).sum()),
+            "steps_per_draw": float(np.asarray(stats["n_steps"]).mean()) if "n_steps" in stats else None,
             "timings": {k: round(float(v), 3) for k, v in timings.items() if isinstance(v, (int, float))}}
 
 
@@ -138,6 +140,9 @@ def _print(scenario: str, r: dict) -> None:
           f"{r['process_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  min ESS-bulk {r['min_ess_bulk']:6.0f}  "
           f"ESS/s {r['ess_per_s']:7.1f}  R-hat {r['max_rhat']:.4f}  div {r['divergences']}  "
           f"{r['timings'] or ''}", flush=True)
+    if r["model"] == "InstEval":
+        print(f"       CPU/wall {r['cpu_s'] / r['wall_s']:.2f}  leapfrog steps per draw {r['steps_per_draw']:.2f}",
+              flush=True)
 
 
 def benchmark(models, libraries, scenarios, draws, tune, seed) -> list[dict]:
@@ -187,7 +192,8 @@ def main():
     ap.add_argument("--scenarios", nargs="+", default=["empty", "warm"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--insteval", action="store_true")
-    ap.add_argument("--insteval-draws", type=int, default=200)
+    ap.add_argument("--insteval-draws", type=int, default=250)
+    ap.add_argument("--insteval-tune", type=int, default=100)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -196,8 +202,7 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  load average at start: {os.getloadavg()}",
           flush=True)
     if args.insteval:
-        n = args.insteval_draws
-        for r in _run("bayesmixed", ["InstEval"], n, n, args.seed):
+        for r in _run("bayesmixed", ["InstEval"], args.insteval_draws, args.insteval_tune, args.seed):
             r["scenario"] = "warm"
             _print("warm", r)
     else:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import bayesmixed as bm
+from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes import collapsed as C
 from bayesmixed.bayes.build import build_pymc_model
 
@@ -152,6 +153,19 @@ def test_large_route_equals_small_route(monkeypatch):
     b = C.collapsed_logp_and_grad(cd, x)
     assert a[0] == pytest.approx(b[0], rel=1e-12)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
+
+
+def test_scalar_first_term_route_equals_general_route():
+    """(1 | g) first, weights: the grouped-table route = the per-level large route = the small route."""
+    m = bm.Model("y ~ x + (1 | g) + (x | h)", _tiny_crossed(), weights="w", offset="off")
+    cd = C.prepare(m.design, m.priors)
+    pat = L.scalar_pattern(cd)
+    assert pat is not None and len(pat[0]) > 1
+    x = _random_x(cd, np.random.default_rng(6))
+    small = C.collapsed_logp_and_grad(cd, x)
+    for lp, g in (L.logp_grad_scalar(cd, x, pat), L.logp_grad_general(cd, x)):
+        assert lp == pytest.approx(small[0], rel=1e-12)
+        np.testing.assert_allclose(g, small[1], rtol=1e-9)
 
 
 def test_unsupported_models_say_why():

@@ -11,23 +11,27 @@ in the joint PyMC model's unconstrained parametrisation (same priors, same Jacob
 are evaluated on the blocked Cholesky factor the REML engine uses (first term's levels
 as independent small blocks, the rest as a dense Schur complement), by numba kernels
 compiled once per installation (:mod:`bayesmixed.bayes._collapsed_kernels`) and handed
-to nutpie through its public ``from_pyfunc`` interface. After sampling, b and beta are
-drawn exactly from their conditional normal at every draw.
+to nutpie through its public ``from_pyfunc`` interface. A dense part larger than
+``SMALL_DENSE`` is factored and inverted by LAPACK called from kernels that release the GIL
+(:mod:`bayesmixed.bayes._collapsed_large`), so nutpie's chain threads use every core. After
+sampling, b and beta are drawn exactly from their conditional normal at every draw.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 from scipy.special import gammaln
 
-from bayesmixed.bayes import _collapsed_hyper as H
+from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
+from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
@@ -118,6 +122,7 @@ class CollapsedDesign:
     names: list[str]             # unconstrained coordinates, as the joint model's value variables
     xbar: np.ndarray | None      # centred X: column means of the non-intercept columns
     i0: int | None               # index of the intercept in X (centred parametrisation)
+    large: object = None         # the large route's evaluator (built on first use)
 
     @property
     def ndim(self) -> int:
@@ -231,34 +236,27 @@ def prepare(design, priors: Priors | None = None) -> CollapsedDesign:
                            n=float(design.n), sumlogw=float(np.log(w).sum()), names=names, xbar=xbar, i0=i0)
 
 
+def _large_evaluator(cd: CollapsedDesign):
+    """``x -> (logp, grad)`` for a large dense part (:mod:`bayesmixed.bayes._collapsed_large`):
+    the scalar-first-term route with its data table (built once here), else the general one."""
+    pat = L.scalar_pattern(cd)
+    if pat is None:
+        return lambda x: L.logp_grad_general(cd, x)
+    local = threading.local()                    # one m x m workspace per sampler thread
+
+    def evaluate(x):
+        S = getattr(local, "S", None)
+        if S is None:
+            S = local.S = np.empty((cd.m, cd.m))
+        return L.logp_grad_scalar(cd, x, pat, S)
+    return evaluate
+
+
 def _logp_grad_large(cd: CollapsedDesign, x: np.ndarray):
-    """Three-stage evaluation for a large dense part: numba, LAPACK (potrf/potri), numba."""
-    tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
-    nc = int(tc[-1] + tk[-1] ** 2)
-    C = np.zeros(nc)
-    ncpc = max(len(cpc_beta), 1)
-    zs, rem = np.empty(ncpc), np.empty(ncpc)
-    lp, gx, sigma = H.hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                                    sig_par, C, zs, rem)
-    l1, k1 = int(tl[0]), int(tk[0])
-    Minv, L11 = np.empty((l1, k1, k1)), np.empty((l1, k1, k1))
-    S, ld1 = K.schur(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, Minv, L11)
-    # S is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place
-    F, info = lapack.dpotrf(S.T, lower=1, clean=1, overwrite_a=1)
-    if info:
-        raise np.linalg.LinAlgError("Schur complement not positive definite")
-    m1 = F.shape[0] - 1
-    Sinv, info = lapack.dpotri(F[:m1, :m1], lower=1, overwrite_c=1)
-    if info:
-        raise np.linalg.LinAlgError("singular factor")
-    gC = np.zeros(nc)
-    # F.T, Sinv.T: C-ordered upper triangles of the factor and of the inverse (no copies)
-    lm, gsig = K.finish(F.T, Sinv.T, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows, cd.vals,
-                        cd.n, cd.sumlogw, gC)
-    H.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
-    _, _, _, dsdx = H.positive_prior(sig_code, sig_par, x[-1])
-    gx[-1] += gsig * dsdx
-    return lp + lm, gx
+    """One large-route evaluation (the evaluator is kept on ``cd`` after the first call)."""
+    if cd.large is None:
+        cd.large = _large_evaluator(cd)
+    return cd.large(x)
 
 
 def collapsed_logp_and_grad(cd: CollapsedDesign, x) -> tuple[float, np.ndarray]:
@@ -295,8 +293,12 @@ def make_logp_fn(cd: CollapsedDesign):
     bad = np.zeros(cd.ndim)
     errors = (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError, ValueError)
     if cd.m > SMALL_DENSE:
+        if cd.large is None:
+            cd.large = _large_evaluator(cd)
+        large = cd.large
+
         def evaluate(x):
-            return _logp_grad_large(cd, np.array(x, dtype=np.float64))
+            return large(np.array(x, dtype=np.float64))
     else:
         kernel, rest = K.logp_grad_small, (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22,
                                            cd.n, cd.sumlogw)
@@ -450,9 +452,11 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
         cd = prepare(design, priors)
         return cd, compile_nutpie(cd)
 
-    design, cd, seed, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
-                                         random_seed=random_seed, progressbar=progressbar,
-                                         target_accept=target_accept, timings=timings, **kwargs)
+    # chains run in threads, one per core: one BLAS thread each (more would spin against each other)
+    with single_blas_thread() if chains > 1 else contextlib.nullcontext():
+        design, cd, seed, trace = run_pyfunc(model_or_design, priors, build, draws=draws, tune=tune, chains=chains,
+                                             random_seed=random_seed, progressbar=progressbar,
+                                             target_accept=target_accept, timings=timings, **kwargs)
     t0 = time.perf_counter()
     X = np.asarray(trace["posterior"]["theta_u"])                             # (chain, draw, ndim)
     post = posterior_dataset(cd, conditional_draws(cd, X, seed), corr_matrix=corr_matrix)
