@@ -161,9 +161,27 @@ def _tril_inv(L, k):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def dense_chol_inv(S):  # pragma: no cover - compiled
-    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m)."""
-    L = np.linalg.cholesky(S)
-    m1 = S.shape[0] - 1
+    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m).
+
+    The factorization is a plain loop (no LAPACK binding to compile); a non-positive pivot
+    raises ``LinAlgError`` as ``np.linalg.cholesky`` does.
+    """
+    m = S.shape[0]
+    L = np.zeros((m, m))
+    for j in range(m):
+        acc = S[j, j]
+        for k in range(j):
+            acc -= L[j, k] * L[j, k]
+        if not acc > 0.0:
+            raise np.linalg.LinAlgError("Matrix is not positive definite.")
+        d = math.sqrt(acc)
+        L[j, j] = d
+        for i in range(j + 1, m):
+            acc = S[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / d
+    m1 = m - 1
     Li = _tril_inv(L, m1)
     Sinv = np.zeros((m1, m1))
     for a in range(m1):
