@@ -154,6 +154,23 @@ def test_large_route_equals_small_route(monkeypatch):
     np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_small_draw_route_equals_draw_kernel(name):
+    """Small models draw b and beta through the density kernel (its z argument): same numbers as
+    the dedicated draw kernel the large route uses."""
+    from bayesmixed.bayes import _collapsed_draws as D
+
+    m, priors = _model(name)
+    cd = C.prepare(m.design, priors)
+    rng = np.random.default_rng(11)
+    X = np.stack([_random_x(cd, rng) for _ in range(6)])
+    Zn = rng.standard_normal((6, cd.n_effects))
+    hyp_small, eff_small = D._draw_chain_small(cd, X, Zn)
+    hyp, eff = D._draw_chain(cd, X, Zn)
+    np.testing.assert_allclose(hyp_small, hyp, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(eff_small, eff, rtol=1e-10, atol=1e-12)
+
+
 def test_unsupported_models_say_why():
     cbpp = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.load_dataset("cbpp"),
                     family="binomial")
