@@ -3,6 +3,9 @@
 Given the hyperparameters, the spherical effects are normal with precision ``M`` (the
 blocked factor of :mod:`bayesmixed.bayes._collapsed_kernels`) and mean ``M^{-1} c``:
 one blocked Cholesky and one back-substitution with ``L^{-T}(l / sigma + z)`` per draw.
+Small models (dense part up to ``SMALL_DENSE``) draw through the density kernel itself
+(its ``z`` argument), so the first fit after installing compiles one kernel, not two;
+larger ones through :func:`draw_effects`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numba
 import numpy as np
 
 from bayesmixed.bayes._collapsed_hyper import hyper_forward
-from bayesmixed.bayes._collapsed_kernels import back_solve, response_row, schur
+from bayesmixed.bayes._collapsed_kernels import SMALL_DENSE, back_solve, logp_grad_small, response_row, schur
 
 # collapsed designs whose dense part is larger than this draw chains in two threads
 PARALLEL_DENSE = 64
@@ -90,6 +93,36 @@ def _draw_chain(cd, X: np.ndarray, Zn: np.ndarray):
     return hyp, eff
 
 
+def _draw_chain_small(cd, X: np.ndarray, Zn: np.ndarray):
+    """(hyp, eff) of one chain of a small model: the density kernel draws theta (its ``z`` argument),
+    numpy scales it by the factors: the first fit compiles no second kernel."""
+    tk, tl, tcorr, _, tc, tst = cd.args_hyper[:6]
+    rest = (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
+    ndraw, ne = X.shape[0], cd.n_effects
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    sigma = np.empty(ndraw)
+    out = np.empty((ndraw, ne + int(tc[-1] + tk[-1] ** 2)))
+    for d in range(ndraw):
+        sigma[d], out[d] = logp_grad_small(X[d], *rest, Zn[d])
+    th, C = out[:, :ne], out[:, ne:]
+    q1, p = int(tk[0] * tl[0]), cd.s0.shape[0]
+    eff = np.empty_like(th)
+    sds, cors = [], []
+    for t in range(len(tk)):
+        k, lv = int(tk[t]), int(tl[t])
+        Ct = np.tril(C[:, tc[t]:tc[t] + k * k].reshape(-1, k, k))
+        base = 0 if t == 0 else q1 + int(tst[t])
+        blk = th[:, base:base + lv * k].reshape(-1, lv, k)
+        eff[:, base:base + lv * k] = np.einsum("dab,dhb->dha", Ct, blk).reshape(-1, lv * k)
+        sds.append(np.sqrt(np.sum(Ct**2, axis=2)))
+        if tcorr[t] and k > 1:
+            iu, ju = np.triu_indices(k, 1)
+            R = np.einsum("dac,dbc->dab", Ct, Ct)
+            cors.append(R[:, iu, ju] / (sds[-1][:, iu] * sds[-1][:, ju]))
+    eff[:, ne - p:] = cd.m0 + cd.s0 * th[:, ne - p:]
+    return np.concatenate(sds + cors + [sigma[:, None]], axis=1), eff
+
+
 def conditional_draws(cd, X: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """User-facing posterior arrays from unconstrained draws ``X`` (chain, draw, ndim).
 
@@ -101,8 +134,9 @@ def conditional_draws(cd, X: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     rngs = [np.random.default_rng(s) for s in seqs.spawn(nchain)]
     Zs = [r.standard_normal((ndraw, cd.n_effects)) for r in rngs]
     workers = min(nchain, 2) if cd.m > PARALLEL_DENSE else 1
+    chain = _draw_chain if cd.m > SMALL_DENSE else _draw_chain_small
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        res = list(ex.map(lambda c: _draw_chain(cd, X[c], Zs[c]), range(nchain)))
+        res = list(ex.map(lambda c: chain(cd, X[c], Zs[c]), range(nchain)))
     hyp = np.stack([h for h, _ in res])                      # (chain, draw, nh)
     eff = np.stack([e for _, e in res])                      # (chain, draw, q + p)
     d = cd.design

@@ -161,9 +161,27 @@ def _tril_inv(L, k):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def dense_chol_inv(S):  # pragma: no cover - compiled
-    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m)."""
-    L = np.linalg.cholesky(S)
-    m1 = S.shape[0] - 1
+    """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m).
+
+    The factorization is a plain loop (no LAPACK binding to compile); a non-positive pivot
+    raises ``LinAlgError`` as ``np.linalg.cholesky`` does.
+    """
+    m = S.shape[0]
+    L = np.zeros((m, m))
+    for j in range(m):
+        acc = S[j, j]
+        for k in range(j):
+            acc -= L[j, k] * L[j, k]
+        if not acc > 0.0:
+            raise np.linalg.LinAlgError("Matrix is not positive definite.")
+        d = math.sqrt(acc)
+        L[j, j] = d
+        for i in range(j + 1, m):
+            acc = S[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / d
+    m1 = m - 1
     Li = _tril_inv(L, m1)
     Sinv = np.zeros((m1, m1))
     for a in range(m1):
@@ -174,3 +192,34 @@ def dense_chol_inv(S):  # pragma: no cover - compiled
             Sinv[a, b] = acc
             Sinv[b, a] = acc
     return np.ascontiguousarray(L.T), Sinv
+
+
+@numba.njit(cache=True, nogil=True)
+def _chol_into(A, k, out, g):  # pragma: no cover - compiled
+    """Cholesky of the small SPD matrix A into out[g] (lower; upper part zeroed)."""
+    for j in range(k):
+        acc = A[j, j]
+        for m in range(j):
+            acc -= out[g, j, m] ** 2
+        if acc <= 0.0:
+            raise np.linalg.LinAlgError("not positive definite")
+        d = math.sqrt(acc)
+        out[g, j, j] = d
+        for i in range(j + 1, k):
+            acc = A[i, j]
+            for m in range(j):
+                acc -= out[g, i, m] * out[g, j, m]
+            out[g, i, j] = acc / d
+        for i in range(j):
+            out[g, i, j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _tril_inv_into(L, g, k, Li):  # pragma: no cover - compiled
+    for j in range(k):
+        Li[j, j] = 1.0 / L[g, j, j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for m in range(j, i):
+                acc += L[g, i, m] * Li[m, j]
+            Li[i, j] = -acc / L[g, i, i]

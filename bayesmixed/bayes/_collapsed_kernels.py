@@ -23,40 +23,12 @@ import math
 import numba
 import numpy as np
 
-from bayesmixed.bayes._collapsed_hyper import _tril_inv, dense_chol_inv, hyper_backward, hyper_forward, positive_prior
+from bayesmixed.bayes._collapsed_hyper import (_chol_into, _tril_inv, _tril_inv_into, dense_chol_inv, hyper_backward,
+                                               hyper_forward, positive_prior)
 
 LOG2PI = math.log(2.0 * math.pi)
-
-
-@numba.njit(cache=True, nogil=True)
-def _chol_into(A, k, out, g):  # pragma: no cover - compiled
-    """Cholesky of the small SPD matrix A into out[g] (lower; upper part zeroed)."""
-    for j in range(k):
-        acc = A[j, j]
-        for m in range(j):
-            acc -= out[g, j, m] ** 2
-        if acc <= 0.0:
-            raise np.linalg.LinAlgError("not positive definite")
-        d = math.sqrt(acc)
-        out[g, j, j] = d
-        for i in range(j + 1, k):
-            acc = A[i, j]
-            for m in range(j):
-                acc -= out[g, i, m] * out[g, j, m]
-            out[g, i, j] = acc / d
-        for i in range(j):
-            out[g, i, j] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _tril_inv_into(L, g, k, Li):  # pragma: no cover - compiled
-    for j in range(k):
-        Li[j, j] = 1.0 / L[g, j, j]
-        for i in range(j + 1, k):
-            acc = 0.0
-            for m in range(j, i):
-                acc += L[g, i, m] * Li[m, j]
-            Li[i, j] = -acc / L[g, i, i]
+# dense Schur complements up to this size are factored and inverted inside one numba call
+SMALL_DENSE = 64
 
 
 @numba.njit(cache=True, nogil=True)
@@ -142,21 +114,6 @@ def _diag_scale(C, sigma, s0, tk, tl, tc, tst, m):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True)
-def _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
-    """R = Lam2 Sinv Lam2' (m-1 coordinates) from the upper triangle of Sinv."""
-    m1 = Sup.shape[0]
-    f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m1 + 1)
-    R = np.empty((m1, m1))
-    for i in range(m1):
-        for j in range(i, m1):
-            v = Sup[i, j] * f[i] * f[j]
-            R[i, j] = v
-            R[j, i] = v
-    _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
-    return R
-
-
-@numba.njit(cache=True, nogil=True)
 def _scale_dense(S, C, sigma, s0, tk, tl, tc, tst, both):  # pragma: no cover - compiled
     """S <- Lam2' S Lam2 (``both``) over the dense coordinates: rest terms, fixed, response."""
     m = S.shape[0]
@@ -233,7 +190,8 @@ def back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals
         for j in range(i + 1):
             T1[i, j] = C[tc[0] + i * k1 + j] / sigma
     x = np.empty(q1 + m1)
-    x[q1:] = x2
+    for i in range(m1):
+        x[q1 + i] = x2[i]
     aw = np.empty(k1)
     tw = np.empty(k1)
     for g in range(l1):
@@ -295,27 +253,42 @@ def response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals):  # pragma: no c
 def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC):
     # pragma: no cover - compiled
     """Marginal log density and d/dC (into gC), d/dsigma from the dense part's upper factor ``U``
-    and the inverse of its leading block (``Sup``: upper triangle used)."""
-    k1, l1 = tk[0], tl[0]
-    q1 = k1 * l1
-    m = U.shape[0]
-    m1 = m - 1
-    logdet = logdet1
-    for i in range(m1):
-        logdet += 2.0 * math.log(U[i, i])
-    pwrss = U[m1, m1] ** 2
+    and the inverse of its leading block (``Sup``: upper triangle used).
+
+    A composition of leaf kernels that :func:`logp_grad_small` calls the same way itself:
+    every level of calls between a kernel and its callees costs LLVM another pass over
+    their code when the cache is empty.
+    """
     rho = response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
     v = back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+    tr1 = _first_term_grad(Sup, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, vals, gC)
+    _rest_grad(Sup, v, C, sigma, tk, tl, tc, tst, gC)
+    return _value_dsigma(U, Sup, v, logdet1, tr1, sigma, tk[0] * tl[0], n, sumlogw)
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_dsigma(U, Sup, v, logdet1, tr1, sigma, q1, n, sumlogw):  # pragma: no cover - compiled
+    """(log p(y | hyperparameters), d/dsigma): ``tr1`` is the first term's part of tr(M^{-1})."""
+    m1 = U.shape[0] - 1
+    logdet = logdet1
+    trMinv = 0.0
+    for i in range(m1):
+        logdet += 2.0 * math.log(U[i, i])
+        trMinv += Sup[i, i]
+    trMinv += tr1
+    pwrss = U[m1, m1] ** 2
     vv = 0.0
     for i in range(v.shape[0]):
         vv += v[i] * v[i]
-    rss = pwrss - vv
     logp = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
-    trMinv = 0.0
-    for i in range(m1):
-        trMinv += Sup[i, i]
-    trMinv += _first_term_grad(Sup, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, vals, gC)
-    # rest terms: H_t = sum_h u u' - I + Sinv_hh
+    gsig = -(n - (q1 + m1) + trMinv) / sigma + (pwrss - vv) / sigma**3
+    return logp, gsig
+
+
+@numba.njit(cache=True, nogil=True)
+def _rest_grad(Sup, v, C, sigma, tk, tl, tc, tst, gC):  # pragma: no cover - compiled
+    """d/dC_t (into gC) of the terms after the first: H_t = sum_h u u' - I + Sinv_hh."""
+    q1 = tk[0] * tl[0]
     for t in range(1, tk.shape[0]):
         k, st = tk[t], tst[t]
         Ht = np.zeros((k, k))
@@ -327,9 +300,6 @@ def finish(U, Sup, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows,
         for a in range(k):
             Ht[a, a] -= tl[t]
         _grad_C(Ht, C, tc[t], k, gC)
-    qp = q1 + m1
-    gsig = -(n - qp + trMinv) / sigma + rss / sigma**3
-    return logp, gsig
 
 
 @numba.njit(cache=True, nogil=True)
@@ -345,12 +315,17 @@ def _first_term_grad(Sup, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, val
     for t in range(1, tk.shape[0]):
         if tk[t] > 1:
             blocks = True
+    f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m)
     if blocks:
-        R = _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst)
+        R = np.empty((m1, m1))
+        for i in range(m1):
+            for j in range(i, m1):
+                R[i, j] = Sup[i, j] * f[i] * f[j]
+                R[j, i] = R[i, j]
+        _scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
         f = np.ones(m)
     else:
         R = Sup
-        f = _diag_scale(C, sigma, s0, tk, tl, tc, tst, m)
     trMinv = 0.0
     T1 = np.zeros((k1, k1))
     for i in range(k1):
@@ -457,8 +432,14 @@ def _grad_C(H, C, co, k, gC):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
-                    s0, A11, ptr, rows, vals, A22, n, sumlogw):  # pragma: no cover - compiled
-    """Log density and gradient in one call (dense part factored here: small m)."""
+                    s0, A11, ptr, rows, vals, A22, n, sumlogw, z):  # pragma: no cover - compiled
+    """Log density and gradient in one call (dense part factored here: small m).
+
+    With a non-empty ``z`` (standard normals, one per effect) it draws instead: returns
+    ``(sigma, [theta, C])``, theta the spherical effects drawn from their conditional
+    normal (``L^{-T}(l / sigma + z)``) and C the flat factors: the posterior draws of b
+    and beta reuse this one compiled kernel.
+    """
     nc = tc[-1] + tk[-1] * tk[-1]
     C = np.zeros(nc)
     ncpc = cpc_beta.shape[0]
@@ -471,8 +452,23 @@ def logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cp
     L11 = np.empty((l1, k1, k1))
     S, ld1 = schur(C, sigma, s0, tk, tl, tc, tst, A11, ptr, rows, vals, A22, Minv, L11)
     U, Sinv = dense_chol_inv(S)
+    if z.shape[0]:
+        rho = response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
+        for i in range(rho.shape[0]):
+            rho[i] = rho[i] / sigma + z[i]
+        th = back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
+        out = np.empty(th.shape[0] + nc)
+        for i in range(th.shape[0]):
+            out[i] = th[i]
+        for i in range(nc):
+            out[th.shape[0] + i] = C[i]
+        return sigma, out
+    rho = response_row(U, C, sigma, tk, tl, tc, L11, ptr, rows, vals)
+    v = back_solve(U, rho, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals)
     gC = np.zeros(nc)
-    lm, gsig = finish(U, Sinv, ld1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, ptr, rows, vals, n, sumlogw, gC)
+    tr1 = _first_term_grad(Sinv, v, C, sigma, s0, tk, tl, tc, tst, Minv, ptr, rows, vals, gC)
+    _rest_grad(Sinv, v, C, sigma, tk, tl, tc, tst, gC)
+    lm, gsig = _value_dsigma(U, Sinv, v, ld1, tr1, sigma, k1 * l1, n, sumlogw)
     hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
     _, _, _, dsdx = positive_prior(sig_code, sig_par, x[x.shape[0] - 1])
     gx[x.shape[0] - 1] += gsig * dsdx

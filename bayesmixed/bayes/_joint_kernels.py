@@ -116,7 +116,8 @@ def joint_logp_grad(x, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f
     nx = x.shape[0]
     nh = nx - hx
     xh = np.zeros(nh + 1 - has_aux)
-    xh[:nh] = x[hx:]
+    for i in range(nh):                  # element loops: a slice assignment compiles its error message
+        xh[i] = x[hx + i]
     nc = 0
     ncpc = 0
     for t in range(tk.shape[0]):
@@ -171,5 +172,6 @@ def joint_logp_grad(x, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f
     if has_aux:
         _, _, _, dsdx = positive_prior(aux_code, aux_par, xh[nh - 1])
         gh[nh - 1] += gaux * dsdx
-    g[hx:] += gh[:nh]
+    for i in range(nh):
+        g[hx + i] += gh[i]
     return lp, g

@@ -45,8 +45,9 @@ __all__ = ["collapsed_logp_and_grad", "conditional_draws", "cor_pairs", "gaussia
 # positive-prior codes of the kernels and the order of their (a, b) parameters
 _POSITIVE = {"HalfNormal": 0, "HalfStudentT": 1, "HalfCauchy": 2, "HalfFlat": 3, "Exponential": 4,
              "Gamma": 5, "InverseGamma": 6, "LogNormal": 7, "Uniform": 8}
-# dense Schur complements up to this size are factored and inverted inside one numba call
-SMALL_DENSE = 64
+SMALL_DENSE = K.SMALL_DENSE          # dense parts up to this size: one kernel call (logp_grad_small)
+# the small kernel's ``z`` when it evaluates the density (a non-empty z draws the effects)
+_NO_DRAW = np.zeros(0)
 
 
 def _positive_par(prior) -> tuple[int, np.ndarray]:
@@ -281,7 +282,7 @@ def collapsed_logp_and_grad(cd: CollapsedDesign, x) -> tuple[float, np.ndarray]:
         return _logp_grad_large(cd, x)
     tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
     return K.logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                             sig_par, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
+                             sig_par, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw, _NO_DRAW)
 
 
 def make_logp_fn(cd: CollapsedDesign):
@@ -301,7 +302,7 @@ def make_logp_fn(cd: CollapsedDesign):
             return large(np.array(x, dtype=np.float64))
     else:
         kernel, rest = K.logp_grad_small, (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22,
-                                           cd.n, cd.sumlogw)
+                                           cd.n, cd.sumlogw, _NO_DRAW)
 
         def evaluate(x):
             return kernel(np.array(x, dtype=np.float64), *rest)
