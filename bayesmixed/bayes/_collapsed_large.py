@@ -180,6 +180,21 @@ def _mirror_lower(S):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst):  # pragma: no cover - compiled
+    """R = Lam2 Sinv Lam2' (m-1 coordinates) from the upper triangle of Sinv."""
+    m1 = Sup.shape[0]
+    f = K._diag_scale(C, sigma, s0, tk, tl, tc, tst, m1 + 1)
+    R = np.empty((m1, m1))
+    for i in range(m1):
+        for j in range(i, m1):
+            v = Sup[i, j] * f[i] * f[j]
+            R[i, j] = v
+            R[j, i] = v
+    K._scale_dense_sym(R, C, sigma, s0, tk, tl, tc, tst)
+    return R
+
+
+@numba.njit(cache=True, nogil=True)
 def first_trace_scalar(Sup, C, sigma, s0, tk, tl, tc, tst, ga, er, ec, eptr, egrp, ecoef):
     # pragma: no cover - compiled
     """sum_g Minv_g^2 t^2 Q_g (the first term's trace beyond sum_g Minv_g) from the table P."""
@@ -189,7 +204,7 @@ def first_trace_scalar(Sup, C, sigma, s0, tk, tl, tc, tst, ga, er, ec, eptr, egr
         if tk[t] > 1:
             blocks = True
     if blocks:
-        R = K._sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst)
+        R = _sym_scaled(Sup, C, sigma, s0, tk, tl, tc, tst)
         f = np.ones(m1 + 1)
     else:
         R = Sup
