@@ -26,9 +26,8 @@ from bayesmixed.errors import FitError
 from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
-from bayesmixed.likelihood._kernels import (
-    first_term_blocks, rank_update_lower, schur_scalar_upper, symmetric_from_lower,
-)
+from bayesmixed.likelihood._kernels import first_term_blocks, rank_update_lower, symmetric_from_lower
+from bayesmixed.likelihood._schur_cache import cached_schur_upper
 
 
 class BlockedSystem:
@@ -260,7 +259,8 @@ class BlockedSystem:
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
-                return schur_scalar_upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest, n_threads)
+                return cached_schur_upper(self, self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
+                                          n_threads)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
             return P if scale is not None else symmetric_from_lower(P)
