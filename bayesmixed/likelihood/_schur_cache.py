@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from bayesmixed.likelihood import _kernels
+from bayesmixed.likelihood._schur_classes import ClassPlan
 
 CACHE_BYTES = 256 << 20         # most memory the cached products may hold
 CACHE_ENTRIES = 3               # first-term thetas remembered
@@ -51,23 +52,41 @@ class SchurCache:
     def __init__(self) -> None:
         self.entries: list[tuple] = []          # (A22, data, d, d2, tail, P, V), most recent last
         self.hits = 0
+        self._plans: tuple | None = None        # (A22, data, ClassPlan or None)
 
-    def upper(self, A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1):
+    def _plan(self, A22, indptr, indices, data, n_key) -> ClassPlan | None:
+        """The class plan of these arrays (built on first use, None when not worth it)."""
+        if self._plans is None or self._plans[0] is not A22 or self._plans[1] is not data:
+            self._plans = (A22, data, ClassPlan.build(A22, indptr, indices, data, np.asarray(n_key)))
+        return self._plans[2]
+
+    def upper(self, A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1, n_key=None):
         """``(U, V)``: the kernel's scaled upper triangle U, and V (None without ``d2``).
+
+        ``n_key``: the first term's ``A11`` entries (levels with equal entries have equal
+        weights ``d``): large products then go through a :class:`~._schur_classes.ClassPlan`
+        (the same sums in another order).
 
         ``d2``/``tail``: also ``V``, the upper triangle of ``A21v diag(d2) A21v'`` (A21
         without the last ``tail`` entries of each column), from
         ``_kernels.schur_scalar_upper_v`` where the package has it (the gradient's traces).
         """
         m = A22.shape[0]
+        plan = self._plan(A22, indptr, indices, data, n_key) if d2 is None and n_key is not None else None
         if 8 * m * m > CACHE_BYTES:
-            return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
+            P = None if plan is None else plan.unscaled(d, n_threads)
+            if P is None:
+                return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
+            return scale_upper(P, scale, q_rest), None
         for e in self.entries:
             if (e[0] is A22 and e[1] is data and e[4] == tail and np.array_equal(e[2], d)
                     and (e[3] is None if d2 is None else e[3] is not None and np.array_equal(e[3], d2))):
                 self.hits += 1
                 return scale_upper(e[5], scale, q_rest), e[6]
-        P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads)
+        P = None if plan is None else plan.unscaled(d, n_threads)
+        V = None
+        if P is None:
+            P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads)
         keep = max(1, min(CACHE_ENTRIES, CACHE_BYTES // (8 * m * m)))
         live = [e for e in self.entries if e[0] is A22 and e[1] is data]
         self.entries = live[max(0, len(live) - keep + 1):]
@@ -83,8 +102,10 @@ def _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads):
 
 
 def cached_schur_upper(owner, A22, indptr, indices, data, d, scale, q_rest, n_threads=1) -> np.ndarray:
-    """``_kernels.schur_scalar_upper``'s result through the :class:`SchurCache` kept on ``owner``."""
-    return schur_cache(owner).upper(A22, indptr, indices, data, d, scale, q_rest, None, 0, n_threads)[0]
+    """``_kernels.schur_scalar_upper``'s result through the :class:`SchurCache` kept on ``owner``
+    (a blocked system with a scalar first term: its ``A11`` entries key the weight classes)."""
+    n_key = owner.A11.ravel() if getattr(owner, "A11", None) is not None else None
+    return schur_cache(owner).upper(A22, indptr, indices, data, d, scale, q_rest, None, 0, n_threads, n_key)[0]
 
 
 def schur_cache(owner) -> SchurCache:
