@@ -76,3 +76,29 @@ def test_module_examples() -> None:
 
     res = doctest.testmod(_schur_classes, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 0
+
+
+@pytest.mark.skipif(not hasattr(_kernels, "schur_scalar_upper_v"), reason="no gradient kernel in this tree")
+def test_plan_with_the_gradient_product() -> None:
+    A22, indptr, indices, data, n = _system(seed=3)
+    m, tail = A22.shape[0], 4
+    A = sp.csc_array((data, indices, indptr), shape=(m, n.size)).toarray()
+    A[m - tail:] = np.random.default_rng(5).normal(size=(tail, n.size))   # every column ends in the tail rows
+    A = sp.csc_array(A)
+    A22 = (A @ A.T).toarray() + np.eye(m)
+    indptr, indices, data = A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data
+    plan = ClassPlan.build(A22, indptr, indices, data, n, min_work=0, class_min_ratio=0.1)
+    d = 0.3 / (0.3 * n + 1)
+    d2 = d * d / (0.3 * n + 1)
+    P, V = plan.unscaled(d, 1, d2, tail)
+    P0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
+    iu, iv = np.triu_indices(m), np.triu_indices(m - tail)
+    np.testing.assert_allclose(P[iu], P0[iu], rtol=1e-12, atol=1e-12 * np.abs(P0).max())
+    np.testing.assert_allclose(V[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
+    cache = _schur_cache.SchurCache()
+    for scale in (np.ones(m), np.full(m, 0.5)):
+        U, V1 = cache.upper(A22, indptr, indices, data, d, scale, 10, d2, tail, 1, n)
+        U0, _ = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, 10, d2, tail)
+        np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0).max())
+        np.testing.assert_allclose(V1[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
+    assert cache.hits == 1

@@ -72,21 +72,22 @@ class SchurCache:
         ``_kernels.schur_scalar_upper_v`` where the package has it (the gradient's traces).
         """
         m = A22.shape[0]
-        plan = self._plan(A22, indptr, indices, data, n_key) if d2 is None and n_key is not None else None
+        plan = None if n_key is None else self._plan(A22, indptr, indices, data, n_key)
         if 8 * m * m > CACHE_BYTES:
-            P = None if plan is None else plan.unscaled(d, n_threads)
-            if P is None:
+            PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
+            if PV is None:
                 return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
-            return scale_upper(P, scale, q_rest), None
+            return (scale_upper(PV, scale, q_rest), None) if d2 is None else (scale_upper(PV[0], scale, q_rest), PV[1])
         for e in self.entries:
             if (e[0] is A22 and e[1] is data and e[4] == tail and np.array_equal(e[2], d)
                     and (e[3] is None if d2 is None else e[3] is not None and np.array_equal(e[3], d2))):
                 self.hits += 1
                 return scale_upper(e[5], scale, q_rest), e[6]
-        P = None if plan is None else plan.unscaled(d, n_threads)
-        V = None
-        if P is None:
+        PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
+        if PV is None:
             P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads)
+        else:
+            P, V = (PV, None) if d2 is None else PV
         keep = max(1, min(CACHE_ENTRIES, CACHE_BYTES // (8 * m * m)))
         live = [e for e in self.entries if e[0] is A22 and e[1] is data]
         self.entries = live[max(0, len(live) - keep + 1):]

@@ -114,24 +114,45 @@ class ClassPlan:
         rest = _sub_csc(indptr, indices, data, rest_cols)
         return cls(A22, rest, rest_cols, heavy, B, class_cols, class_of[class_cols], M)
 
-    def unscaled(self, d: np.ndarray, n_threads: int = 1) -> np.ndarray | None:
-        """Upper triangle (row-major) of ``A22 - A21 diag(d) A21'``; None when a class's weights differ."""
+    def unscaled(self, d: np.ndarray, n_threads: int = 1, d2: np.ndarray | None = None, tail: int = 0):
+        """Upper triangle (row-major) of ``A22 - A21 diag(d) A21'``; None when a class's weights differ.
+
+        With ``d2``: ``(P, V)``, V the upper triangle of ``A21v diag(d2) A21v'`` (``A21v``:
+        the first ``m - tail`` rows), as ``_kernels.schur_scalar_upper_v`` gives it when every
+        column ends with entries in the last ``tail`` rows (the X and y rows of the blocked layout).
+        """
         m = self.A22.shape[0]
+        dc, dc2 = self._class_weights(d), None if d2 is None else self._class_weights(d2)
+        if dc is None or (d2 is not None and dc2 is None):
+            return None                                   # equal keys, unequal weights: not this plan's d
+        rest_d = d[self.d_index]
+        if d2 is None:
+            P, V = _kernels.schur_scalar_upper(self.A22, *self.rest, rest_d, np.ones(m), 0, n_threads), None
+        else:
+            P, V = _kernels.schur_scalar_upper_v(self.A22, *self.rest, rest_d, np.ones(m), 0,
+                                                 d2[self.d_index], tail, n_threads)
+        if self.n_classes:
+            subtract_classes(P, self.M, dc)
+            if V is not None:
+                add_classes_head(V, self.M, dc2, m)
+        if self.n_heavy:
+            with blas_threads_for(float(m) ** 2 * self.n_heavy):
+                C = fblas.dsyrk(1.0, self.heavy_B * np.sqrt(d[self.heavy_cols]), lower=1)   # C[k, i]: k contiguous
+                subtract_upper(P, C, 0.0)
+                if V is not None:
+                    Bv = self.heavy_B[: m - tail] * np.sqrt(d2[self.heavy_cols])
+                    subtract_upper(V, fblas.dsyrk(1.0, Bv, lower=1), 1.0)
+        return P if d2 is None else (P, V)
+
+    def _class_weights(self, d: np.ndarray) -> np.ndarray | None:
+        """One weight per class, or None when two levels of a class have different weights."""
         dc = np.zeros(self.n_classes)
         if self.n_classes:
             dcls = d[self.class_cols]
             dc[self.class_of] = dcls
             if not np.array_equal(dc[self.class_of], dcls):
-                return None                               # equal keys, unequal weights: not this plan's d
-        P = _kernels.schur_scalar_upper(self.A22, *self.rest, d[self.d_index], np.ones(m), 0, n_threads)
-        if self.n_classes:
-            subtract_classes(P, self.M, dc)
-        if self.n_heavy:
-            Bs = self.heavy_B * np.sqrt(d[self.heavy_cols])
-            with blas_threads_for(float(m) ** 2 * self.n_heavy):
-                C = fblas.dsyrk(1.0, Bs, lower=1)       # lower, column-major: C[k, i] contiguous in k
-            subtract_upper(P, C)
-        return P
+                return None
+        return dc
 
 
 def _sub_csc(indptr, indices, data, cols):
@@ -196,9 +217,24 @@ def subtract_classes(P, M, dc):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def subtract_upper(P, C):  # pragma: no cover - compiled
-    """``P[i, k] -= C[k, i]`` on the upper triangle of P (C: a lower triangle)."""
-    m = P.shape[0]
-    for i in range(m):
-        for k in range(i, m):
-            P[i, k] -= C[k, i]
+def subtract_upper(P, C, sign):  # pragma: no cover - compiled
+    """``P[i, k] -= C[k, i]`` (``sign = 0``) or ``+=`` (``sign = 1``) on the upper triangle of P (C lower)."""
+    n = P.shape[0]
+    for i in range(n):
+        for k in range(i, n):
+            if sign == 0.0:
+                P[i, k] -= C[k, i]
+            else:
+                P[i, k] += C[k, i]
+
+
+@numba.njit(cache=True, nogil=True)
+def add_classes_head(V, M, dc, m):  # pragma: no cover - compiled
+    """``V[i, k] += sum_c dc[c] M[c, packed(i, k)]`` for the leading ``n x n`` block (V is n x n)."""
+    n = V.shape[0]
+    for i in range(n):
+        off = i * m - (i * (i - 1)) // 2 - i
+        for c in range(dc.shape[0]):
+            w = dc[c]
+            for k in range(i, n):
+                V[i, k] += w * M[c, off + k]
