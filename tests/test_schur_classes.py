@@ -102,3 +102,15 @@ def test_plan_with_the_gradient_product() -> None:
         np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0).max())
         np.testing.assert_allclose(V1[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
     assert cache.hits == 1
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("tile_bytes", [8 * 60 * 16, 8 * 60 * 23, 1 << 21])
+def test_rest_kernel_identical_to_the_kernel(monkeypatch, n_threads, tile_bytes) -> None:
+    monkeypatch.setattr(_schur_classes, "TILE_BYTES", tile_bytes)
+    A22, indptr, indices, data, n = _system(seed=2)
+    m = A22.shape[0]
+    d = 0.7 / (0.7 * n + 1)
+    U = _schur_classes.rest_upper(A22, indptr, indices, data, d, n_threads)
+    ref = _kernels.schur_scalar_upper(A22, indptr, indices, data, d, np.ones(m), 0)
+    assert np.array_equal(np.triu(U), np.triu(ref))
