@@ -169,7 +169,7 @@ def _sub_csc(indptr, indices, data, cols):
 def _presum(m, indptr, indices, data, class_of, n_classes):
     """``(n_classes, m (m + 1) / 2)``: each class's ``sum a_j a_j'``, packed upper triangles (row-major).
 
-    Each class goes through the compiled kernel with ``A22 = 0`` and ``d = -1`` (so
+    Each class goes through :func:`rest_upper` with ``A22 = 0`` and ``d = -1`` (so
     ``0 - (-1) a a'``: exact) and is packed row by row.
     """
     M = np.empty((n_classes, m * (m + 1) // 2))
@@ -177,7 +177,7 @@ def _presum(m, indptr, indices, data, class_of, n_classes):
     for c in range(n_classes):
         cols = np.flatnonzero(class_of == c)
         sub = _sub_csc(indptr, indices, data, cols)
-        U = _kernels.schur_scalar_upper(zeros, *sub, np.full(cols.size, -1.0), np.ones(m), 0)
+        U = rest_upper(zeros, *sub, np.full(cols.size, -1.0))
         pack_upper(U, M[c])
     return M
 
