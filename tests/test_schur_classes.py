@@ -57,8 +57,11 @@ def test_blocked_system_with_a_plan_matches_the_kernel(monkeypatch) -> None:
     import bayesmixed as bm
     from bayesmixed.likelihood._blocked import BlockedSystem
 
-    m = bm.Model("y ~ service + (1 | s) + (1 | d)", bm.load_dataset("InstEval"))
-    a, b = BlockedSystem(m.design, layout="sparse"), BlockedSystem(m.design, layout="sparse")
+    import duckdb
+
+    rel = duckdb.from_df(bm.load_dataset("InstEval")[["y", "service", "s", "d"]])
+    m = bm.Model("y ~ service + (1 | s) + (1 | d)", rel)              # out of memory: cross-products
+    a, b = (BlockedSystem.from_crossproducts(m.design, layout="sparse") for _ in range(2))
     theta = np.array([0.4, 0.6])
     Fb = b.factor(theta)
     monkeypatch.setattr(_schur_classes, "MIN_WORK", 0.0)
@@ -114,3 +117,14 @@ def test_rest_kernel_identical_to_the_kernel(monkeypatch, n_threads, tile_bytes)
     U = _schur_classes.rest_upper(A22, indptr, indices, data, d, n_threads)
     ref = _kernels.schur_scalar_upper(A22, indptr, indices, data, d, np.ones(m), 0)
     assert np.array_equal(np.triu(U), np.triu(ref))
+
+
+def test_systems_with_rows_keep_the_kernel(monkeypatch) -> None:
+    import bayesmixed as bm
+    from bayesmixed.likelihood._blocked import BlockedSystem
+
+    monkeypatch.setattr(_schur_classes, "MIN_WORK", 0.0)
+    m = bm.Model("y ~ service + (1 | s) + (1 | d)", bm.load_dataset("InstEval").iloc[:20000])
+    system = BlockedSystem(m.design, layout="sparse")                  # rows: may be reweighted (PIRLS)
+    system.factor(np.array([0.4, 0.6]))
+    assert system._schur_cache._plans is None
