@@ -128,3 +128,26 @@ def test_systems_with_rows_keep_the_kernel(monkeypatch) -> None:
     system = BlockedSystem(m.design, layout="sparse")                  # rows: may be reweighted (PIRLS)
     system.factor(np.array([0.4, 0.6]))
     assert system._schur_cache._plans is None
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("tile_bytes", [8 * 60 * 16, 1 << 21])
+def test_rest_kernel_with_the_gradient_product(monkeypatch, n_threads, tile_bytes) -> None:
+    monkeypatch.setattr(_schur_classes, "TILE_BYTES", tile_bytes)
+    A22, indptr, indices, data, n = _system(seed=4)
+    m, tail = A22.shape[0], 3
+    A = sp.csc_array((data, indices, indptr), shape=(m, n.size)).toarray()
+    A[m - tail:] = np.random.default_rng(6).normal(size=(tail, n.size))   # every column ends in the tail rows
+    A = sp.csc_array(A)
+    indptr, indices, data = A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data
+    d = 0.7 / (0.7 * n + 1)
+    d2 = d * d
+    U, V = _schur_classes.rest_upper(A22, indptr, indices, data, d, n_threads, d2, tail)
+    ref = _kernels.schur_scalar_upper(A22, indptr, indices, data, d, np.ones(m), 0)
+    assert np.array_equal(np.triu(U), np.triu(ref))
+    Av = A.toarray()[: m - tail]
+    Vd = (Av * d2) @ Av.T
+    np.testing.assert_allclose(np.triu(V), np.triu(Vd), rtol=1e-12, atol=1e-12 * np.abs(Vd).max())
+    if hasattr(_kernels, "schur_scalar_upper_v"):
+        U0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
+        assert np.array_equal(np.triu(V), np.triu(V0)) and np.array_equal(np.triu(U), np.triu(U0))

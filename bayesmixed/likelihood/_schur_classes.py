@@ -132,8 +132,7 @@ class ClassPlan:
         if d2 is None:
             P, V = rest_upper(self.A22, *self.rest, rest_d, n_threads), None
         else:
-            P, V = _kernels.schur_scalar_upper_v(self.A22, *self.rest, rest_d, np.ones(m), 0,
-                                                 d2[self.d_index], tail, n_threads)
+            P, V = rest_upper(self.A22, *self.rest, rest_d, n_threads, d2[self.d_index], tail)
         if self.n_classes:
             subtract_classes(P, self.M, dc)
             if V is not None:
@@ -243,12 +242,14 @@ def add_classes_head(V, M, dc, m):  # pragma: no cover - compiled
                 V[i, k] += w * M[c, off + k]
 
 
-def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1) -> np.ndarray:
+def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1, d2=None, tail: int = 0):
     """Upper triangle (row-major) of ``A22 - A21 diag(d) A21'`` (CSC, sorted rows), by row tiles.
 
     The same products summed in the same (column) order as
     ``_kernels.schur_scalar_upper(A22, ..., d, ones, 0)``, so the same numbers; tiles of
-    ``TILE_BYTES`` of the target, shared between ``n_threads`` threads.
+    ``TILE_BYTES`` of the target, shared between ``n_threads`` threads. With ``d2``:
+    ``(U, V)``, V the upper triangle of ``A21v diag(d2) A21v'`` (each column without its
+    last ``tail`` entries) from the same pass, as ``_kernels.schur_scalar_upper_v``.
 
     Examples
     --------
@@ -261,20 +262,26 @@ def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1) -> np.ndarray:
     """
     m = A22.shape[0]
     U = np.empty((m, m))
+    V = np.zeros((0, 0) if d2 is None else (m - tail, m - tail))
     tile = int(max(16, min(m, TILE_BYTES // (8 * max(m, 1)))))
     n_threads = max(1, min(int(n_threads), -(-m // tile)))
-    futures = [_kernels._pool().submit(rest_tiles, U, A22, indptr, indices, data, d, tile, part, n_threads)
-               for part in range(1, n_threads)]
-    rest_tiles(U, A22, indptr, indices, data, d, tile, 0, n_threads)
+    args = (U, V, A22, indptr, indices, data, d, d if d2 is None else d2, tail, tile)
+    futures = [_kernels._pool().submit(rest_tiles, *args, part, n_threads) for part in range(1, n_threads)]
+    rest_tiles(*args, 0, n_threads)
     for f in futures:
         f.result()
-    return U
+    return U if d2 is None else (U, V)
 
 
 @numba.njit(cache=True, nogil=True)
-def rest_tiles(U, A22, indptr, indices, data, d, tile, part, n_parts):  # pragma: no cover - compiled
-    """Tiles ``t % n_parts == part`` of :func:`rest_upper`: per column, four (then one) rows at a time."""
+def rest_tiles(U, V, A22, indptr, indices, data, d, d2, tail, tile, part, n_parts):  # pragma: no cover
+    """Tiles ``t % n_parts == part`` of :func:`rest_upper`: per column, four (then one) rows at a time.
+
+    V (``n_v x n_v``, zero on entry; ``n_v = 0``: none) takes the pairs of entries before
+    each column's last ``tail``.
+    """
     m = A22.shape[0]
+    n_v = V.shape[0]
     ptr = indptr[:-1].copy()
     for t in range(part, (m + tile - 1) // tile, n_parts):
         r0, r1 = t * tile, min(t * tile + tile, m)
@@ -283,27 +290,63 @@ def rest_tiles(U, A22, indptr, indices, data, d, tile, part, n_parts):  # pragma
                 U[i, k] = A22[i, k]
         for j in range(indptr.shape[0] - 1):
             a, end, dj = ptr[j], indptr[j + 1], d[j]
+            endv = end - tail if n_v > 0 else a       # entries before endv also go to V
             while a < end and indices[a] < r0:          # rows of tiles another thread owns
                 a += 1
-            while a + 3 < end and indices[a + 3] < r1:
-                i0, i1, i2, i3 = indices[a], indices[a + 1], indices[a + 2], indices[a + 3]
-                v0, v1, v2, v3 = data[a] * dj, data[a + 1] * dj, data[a + 2] * dj, data[a + 3] * dj
-                U[i0, i0] -= v0 * data[a]
-                U[i0, i1] -= v0 * data[a + 1]
-                U[i0, i2] -= v0 * data[a + 2]
-                U[i1, i1] -= v1 * data[a + 1]
-                U[i1, i2] -= v1 * data[a + 2]
-                U[i2, i2] -= v2 * data[a + 2]
-                for b in range(a + 3, end):
-                    x, ib = data[b], indices[b]
-                    U[i0, ib] -= v0 * x
-                    U[i1, ib] -= v1 * x
-                    U[i2, ib] -= v2 * x
-                    U[i3, ib] -= v3 * x
+            while a + 3 < end and indices[a + 3] < r1 and (a + 3 < endv or a >= endv):
+                _four_rows(U, V, indices, data, a, end, endv, dj, d2[j])
                 a += 4
             while a < end and indices[a] < r1:
                 ia, va = indices[a], data[a] * dj
-                for b in range(a, end):
-                    U[ia, indices[b]] -= va * data[b]
+                if a < endv:
+                    wa = data[a] * d2[j]
+                    for b in range(a, endv):
+                        x, ib = data[b], indices[b]
+                        U[ia, ib] -= va * x
+                        V[ia, ib] += wa * x
+                    for b in range(endv, end):
+                        U[ia, indices[b]] -= va * data[b]
+                else:
+                    for b in range(a, end):
+                        U[ia, indices[b]] -= va * data[b]
                 a += 1
             ptr[j] = a
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four_rows(U, V, indices, data, a, end, endv, dj, d2j):  # pragma: no cover - compiled
+    """The pairs of entries ``a .. a + 3`` of a column with every later entry (V: all four before endv)."""
+    i0, i1, i2, i3 = indices[a], indices[a + 1], indices[a + 2], indices[a + 3]
+    v0, v1, v2, v3 = data[a] * dj, data[a + 1] * dj, data[a + 2] * dj, data[a + 3] * dj
+    U[i0, i0] -= v0 * data[a]
+    U[i0, i1] -= v0 * data[a + 1]
+    U[i0, i2] -= v0 * data[a + 2]
+    U[i1, i1] -= v1 * data[a + 1]
+    U[i1, i2] -= v1 * data[a + 2]
+    U[i2, i2] -= v2 * data[a + 2]
+    start = a + 3
+    if a + 3 < endv:
+        w0, w1, w2, w3 = data[a] * d2j, data[a + 1] * d2j, data[a + 2] * d2j, data[a + 3] * d2j
+        V[i0, i0] += w0 * data[a]
+        V[i0, i1] += w0 * data[a + 1]
+        V[i0, i2] += w0 * data[a + 2]
+        V[i1, i1] += w1 * data[a + 1]
+        V[i1, i2] += w1 * data[a + 2]
+        V[i2, i2] += w2 * data[a + 2]
+        for b in range(a + 3, endv):
+            x, ib = data[b], indices[b]
+            U[i0, ib] -= v0 * x
+            U[i1, ib] -= v1 * x
+            U[i2, ib] -= v2 * x
+            U[i3, ib] -= v3 * x
+            V[i0, ib] += w0 * x
+            V[i1, ib] += w1 * x
+            V[i2, ib] += w2 * x
+            V[i3, ib] += w3 * x
+        start = endv
+    for b in range(start, end):
+        x, ib = data[b], indices[b]
+        U[i0, ib] -= v0 * x
+        U[i1, ib] -= v1 * x
+        U[i2, ib] -= v2 * x
+        U[i3, ib] -= v3 * x
