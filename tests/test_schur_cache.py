@@ -61,9 +61,11 @@ def test_blocked_system_reuses_the_product_for_the_same_first_theta() -> None:
     import bayesmixed as bm
     from bayesmixed.likelihood._blocked import BlockedSystem
 
-    d = bm.load_dataset("InstEval").iloc[:5000]
-    m = bm.Model("y ~ service + (1 | s) + (1 | d)", d)
-    a, b = BlockedSystem(m.design, layout="sparse"), BlockedSystem(m.design, layout="sparse")
+    import duckdb
+
+    rel = duckdb.from_df(bm.load_dataset("InstEval").iloc[:5000][["y", "service", "s", "d"]])
+    m = bm.Model("y ~ service + (1 | s) + (1 | d)", rel)              # out of memory: cross-products
+    a, b = (BlockedSystem.from_crossproducts(m.design, layout="sparse") for _ in range(2))
     for theta in ([0.5, 0.3], [0.5, 0.7], [0.6, 0.7], [0.5, 0.3]):
         Fa = a.factor(np.array(theta))
         b.__dict__.pop("_schur_cache", None)                 # b: always the direct kernel

@@ -127,7 +127,8 @@ def test_systems_with_rows_keep_the_kernel(monkeypatch) -> None:
     m = bm.Model("y ~ service + (1 | s) + (1 | d)", bm.load_dataset("InstEval").iloc[:20000])
     system = BlockedSystem(m.design, layout="sparse")                  # rows: may be reweighted (PIRLS)
     system.factor(np.array([0.4, 0.6]))
-    assert system._schur_cache._plans is None
+    cache = system.__dict__.get("_schur_cache")
+    assert cache is None or cache._plans is None
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
