@@ -7,6 +7,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/bench_scale.py --cases a d      # some cases
     .venv/bin/python benchmarks/bench_scale.py --dir /tmp/bm_scale --keep   # keep the Parquet files
     .venv/bin/python benchmarks/bench_scale.py --blas-threads 1  # on a loaded machine
+    .venv/bin/python benchmarks/bench_scale.py --cases d --d-size 10000000 100000 2000   # another size
 
 Cases (Gaussian, ML, ``y ~ x + (1|g) + (1|h)`` unless said; simulated MovieLens-shaped data
 written by this script, integer codes, a few ratings per user-item pair at random):
@@ -135,13 +136,18 @@ def run_case(case: str, quick: bool, path: str | None) -> dict:
         bm.Model(FORMULAS[case], data).fit(method="ml")
     cpu0, t0 = _cpu(), time.perf_counter()
     model = bm.Model(FORMULAS[case], data)
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), _cpu()
     fit = model.fit(method="ml")
     t2 = time.perf_counter()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    system = getattr(getattr(getattr(fit, "_optimum", None), "devfun", None), "system", None)
+    cache = getattr(system, "__dict__", {}).get("_schur_cache")      # Schur products reused (same first theta)
+    plan = cache._plans[2] if cache is not None and cache._plans else None
     return {"case": case, "n": int(fit.nobs), "levels": fit.ngroups, "design_s": t1 - t0, "fit_s": t2 - t1,
-            "total_s": t2 - t0, "cpu_s": _cpu() - cpu0, "peak_gb": peak_gb, "deviance": fit.deviance,
-            "evals": int(getattr(fit.opt, "n_evals", -1)), "theta": fit.theta.round(4).tolist()}
+            "total_s": t2 - t0, "cpu_s": _cpu() - cpu0, "design_cpu_s": cpu1 - cpu0, "peak_gb": peak_gb, "deviance": fit.deviance,
+            "evals": int(getattr(fit.opt, "n_evals", -1)), "theta": fit.theta.round(4).tolist(),
+            "load": os.getloadavg(), "schur_reused": getattr(cache, "hits", None),
+            "plan": None if plan is None else {"dense_columns": plan.n_heavy, "classes": plan.n_classes}}
 
 
 def main() -> None:
@@ -152,6 +158,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep case d's Parquet files")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="BLAS/OpenMP threads of each case's process (1 helps on a loaded machine)")
+    ap.add_argument("--d-size", nargs=3, type=int, default=None, metavar=("ROWS", "G", "H"),
+                    help="case d's rows and levels of g and h (instead of the full or --quick size)")
     ap.add_argument("--run-case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--path", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -164,7 +172,7 @@ def main() -> None:
     for case in args.cases:
         path = None
         if case == "d":
-            n, ng, nh = SIZES["d"][1 if args.quick else 0]
+            n, ng, nh = args.d_size or SIZES["d"][1 if args.quick else 0]
             free = shutil.disk_usage(workdir.parent if not workdir.exists() else workdir).free / 1e9
             need = n * 40 / 1e9
             if free < 2 * need:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -61,17 +62,20 @@ class DataSource:
         """Every row, in order, as pandas frames of at most ``chunk_rows`` rows of ``columns``."""
         raise NotImplementedError
 
-    def map_reduce(self, columns: list[str], func: Callable[[pd.DataFrame, Any], Any],
-                   combine: Callable[[list], Any]) -> Any:
+    def map_reduce(self, columns: list[str], func: Callable[[Any, Any], Any],
+                   combine: Callable[[list], Any], prepare: Callable[[pd.DataFrame], Any] | None = None) -> Any:
         """Fold every chunk into one result: ``acc = func(chunk, acc)`` (``acc`` None at first).
 
         ``func`` adds a chunk into ``acc`` (in place or not) and returns it; ``combine``
         sums a list of such results (used where chunks are folded separately, as the
-        partitions of a Dask DataFrame).
+        partitions of a Dask DataFrame). With ``prepare``, ``acc = func(prepare(chunk), acc)``
+        and the next chunk is read and prepared in a worker thread while ``func`` adds the
+        current one (they overlap where ``func`` releases the GIL, as compiled kernels do);
+        chunks are still added one at a time, in order, so the result is the same.
         """
         acc = None
-        for chunk in self.chunks(columns):
-            acc = func(chunk, acc)
+        for item in (self.chunks(columns) if prepare is None else prefetched(self.chunks(columns), prepare)):
+            acc = func(item, acc)
         if acc is None:
             raise DesignError(f"{self.description} has no rows: nothing to fit")
         return acc
@@ -206,13 +210,15 @@ class DaskSource(DataSource):
             if len(part):
                 yield part
 
-    def map_reduce(self, columns, func, combine):
+    def map_reduce(self, columns, func, combine, prepare=None):
         import dask
 
         parts = self.frame[columns].to_delayed()
         if not parts:
             raise DesignError(f"{self.description} has no partitions: nothing to fit")
         f, c = dask.delayed(func, pure=True), dask.delayed(combine, pure=True)
+        if prepare is not None:
+            parts = [dask.delayed(prepare, pure=True)(p) for p in parts]
         level = [f(p, None) for p in parts]
         while len(level) > 1:                             # tree reduction, 4 at a time
             level = [c(level[i:i + 4]) if len(level[i:i + 4]) > 1 else level[i]
@@ -221,6 +227,31 @@ class DaskSource(DataSource):
         if client is not None:
             return client.compute(level[0]).result()
         return level[0].compute()
+
+
+def prefetched(chunks: Iterable, prepare: Callable[[Any], Any]) -> Iterator[Any]:
+    """``prepare(chunk)`` of each chunk, in order, the next one read and prepared in a worker thread.
+
+    Examples
+    --------
+    >>> list(prefetched(iter([1, 2, 3]), lambda x: 10 * x))
+    [10, 20, 30]
+    """
+    it = iter(chunks)
+    done = object()
+
+    def step():
+        chunk = next(it, done)
+        return done if chunk is done else prepare(chunk)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="bayesmixed-read") as pool:
+        future = pool.submit(step)
+        while True:
+            item = future.result()
+            if item is done:
+                return
+            future = pool.submit(step)
+            yield item
 
 
 def _active_client():

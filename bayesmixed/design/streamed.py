@@ -214,14 +214,23 @@ class ChunkCoder:
 
     def crossproducts(self, chunk: pd.DataFrame, acc: CrossProducts | None = None) -> CrossProducts:
         """Add the chunk's cross-products into ``acc`` (the function folded over chunks or partitions)."""
+        return self.add_rows(self.prepare(chunk), acc)
+
+    def prepare(self, chunk: pd.DataFrame) -> dict | None:
+        """The chunk's complete rows coded for :meth:`add_rows` (``y`` less the first shift); None if none."""
         mask, _ = self.complete(chunk)
         frame = chunk[mask] if not mask.all() else chunk
-        lay = self.layout
         if len(frame) == 0:
-            return empty_crossproducts(lay) if acc is None else acc
+            return None
         r = self.rows(frame)
-        y = r["y"] - r["X"] @ self.shift if self.shift.size else r["y"]
-        return chunk_crossproducts(lay, r["X"], y, r["w"], r["codes"], r["Xis"],
+        r["y_shifted"] = r["y"] - r["X"] @ self.shift if self.shift.size else r["y"]
+        return r
+
+    def add_rows(self, r: dict | None, acc: CrossProducts | None = None) -> CrossProducts:
+        """Add rows coded by :meth:`prepare` into ``acc`` (the compiled pass; it releases the GIL)."""
+        if r is None:
+            return empty_crossproducts(self.layout) if acc is None else acc
+        return chunk_crossproducts(self.layout, r["X"], r["y_shifted"], r["w"], r["codes"], r["Xis"],
                                    {"positive_weights": int((r["w"] > 0).sum()), "chunks": 1}, out=acc)
 
 

@@ -185,7 +185,7 @@ def build_streamed_design(parsed: ParsedFormula, source: DataSource, *, family: 
                        oname=oname, factor_levels=levels, fixed_spec=None, fixed_simple=None,
                        term_specs=[], lookups=[], order=[])
     terms, all_names, spec = _code(parsed, coder, scan, _first_frame(source, coder), source)
-    cp = source.map_reduce(columns, coder.crossproducts, combine).merged()
+    cp = source.map_reduce(columns, coder.add_rows, combine, prepare=coder.prepare).merged()
     n = cp.n
     if wname and not cp.info.get("positive_weights"):
         raise DesignError(f"weights column {wname!r} is zero for every row: nothing to fit")

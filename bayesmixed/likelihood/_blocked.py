@@ -29,6 +29,7 @@ from bayesmixed.likelihood._blocked_factor import (
 from bayesmixed.likelihood._kernels import (
     coo_pattern_csc, first_term_blocks, rank_update_lower, schur_plan, schur_scalar_upper_v, symmetric_from_lower,
 )
+from bayesmixed.likelihood._schur_cache import schur_cache
 
 
 class BlockedSystem:
@@ -275,8 +276,12 @@ class BlockedSystem:
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
-                U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
-                                            d2, self.m - v_rows, n_threads, self._presum(A21))
+                if not hasattr(self, "_XY"):        # built from cross-products: reuse and the class plan
+                    U, V = schur_cache(self).upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
+                                                   d2, self.m - v_rows, n_threads, self.A11.ravel())
+                else:
+                    U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
+                                                d2, self.m - v_rows, n_threads, self._presum(A21))
                 return U if d2 is None else (U, V)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
