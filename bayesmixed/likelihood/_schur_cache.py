@@ -102,18 +102,6 @@ def _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads):
     return _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
 
 
-def cached_schur_upper(owner, A22, indptr, indices, data, d, scale, q_rest, n_threads=1) -> np.ndarray:
-    """``_kernels.schur_scalar_upper``'s result through the :class:`SchurCache` kept on ``owner``.
-
-    ``owner`` is a blocked system with a scalar first term. Built from cross-products (out
-    of memory: no rows, never reweighted), its ``A11`` entries key the weight classes of a
-    :class:`~._schur_classes.ClassPlan`; a system with rows may be reweighted at every PIRLS
-    iteration (new arrays, a new plan each time), so it keeps the kernel.
-    """
-    n_key = owner.A11.ravel() if getattr(owner, "A11", None) is not None and not hasattr(owner, "_XY") else None
-    return schur_cache(owner).upper(A22, indptr, indices, data, d, scale, q_rest, None, 0, n_threads, n_key)[0]
-
-
 def schur_cache(owner) -> SchurCache:
     """The :class:`SchurCache` of ``owner`` (a blocked system), made on first use."""
     cache = owner.__dict__.get("_schur_cache")
