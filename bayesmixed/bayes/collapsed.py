@@ -32,6 +32,7 @@ from scipy.special import gammaln
 from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
+from bayesmixed.bayes._collapsed_one import small_kernel
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
@@ -280,9 +281,8 @@ def collapsed_logp_and_grad(cd: CollapsedDesign, x) -> tuple[float, np.ndarray]:
     x = np.array(x, dtype=np.float64)
     if cd.m > SMALL_DENSE:
         return _logp_grad_large(cd, x)
-    tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
-    return K.logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                             sig_par, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw, _NO_DRAW)
+    kernel, rest = small_kernel(cd)              # one random-effects term: the compact one-term kernel
+    return kernel(x, *rest, _NO_DRAW)
 
 
 def make_logp_fn(cd: CollapsedDesign):
@@ -301,8 +301,8 @@ def make_logp_fn(cd: CollapsedDesign):
         def evaluate(x):
             return large(np.array(x, dtype=np.float64))
     else:
-        kernel, rest = K.logp_grad_small, (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22,
-                                           cd.n, cd.sumlogw, _NO_DRAW)
+        kernel, rest = small_kernel(cd)
+        rest = (*rest, _NO_DRAW)
 
         def evaluate(x):
             return kernel(np.array(x, dtype=np.float64), *rest)
@@ -347,6 +347,17 @@ def _sd_index(cd: CollapsedDesign, isd: int) -> int:
             return int(tx[t] + isd)
         isd -= tk[t]
     raise IndexError(isd)
+
+
+def _compile_in_background(cd: CollapsedDesign) -> threading.Thread:
+    """One density evaluation in a thread: an empty numba cache compiles the kernel while the
+    caller imports nutpie (the GIL is free during LLVM's work and file reads)."""
+    def run():
+        with contextlib.suppress(Exception):      # an error shows in the sampler's own first call
+            make_logp_fn(cd)(initial_point(cd, 0))
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def compile_nutpie(cd: CollapsedDesign):
@@ -451,7 +462,10 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
 
     def build(design, priors):
         cd = prepare(design, priors)
-        return cd, compile_nutpie(cd)
+        warm = _compile_in_background(cd)          # compiling (empty cache) overlaps nutpie's imports
+        compiled = compile_nutpie(cd)
+        warm.join()
+        return cd, compiled
 
     # chains run in threads, one per core: one BLAS thread each (more would spin against each other)
     with single_blas_thread() if chains > 1 else contextlib.nullcontext():
