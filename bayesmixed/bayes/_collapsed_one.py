@@ -75,7 +75,7 @@ def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
 @numba.njit(cache=True, nogil=True)
 def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover - compiled
     """Factor the level blocks (``L11``, inverses ``Minv``) and return ``(S, log|M_11|)``,
-    ``S = F (A22 - sum_g A21_g D_g A21_g') F + diag(1, .., 1, 0)``, ``F = diag(f)``."""
+    ``S = F (A22 - sum_g A21_g D_g A21_g') F + diag(1, .., 1, 0)``, ``F = diag(f)`` (lower triangle)."""
     k = T1.shape[0]
     m = A22.shape[0]
     S = A22.copy()
@@ -93,36 +93,7 @@ def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover
                         for j in range(k):
                             acc += ti * A11[g, i, j] * T1[j, b]
                 Mg[a, b] = acc + (1.0 if a == b else 0.0)
-        for j in range(k):                              # Cholesky into L11[g]
-            acc = Mg[j, j]
-            for h in range(j):
-                acc -= L11[g, j, h] ** 2
-            if acc <= 0.0:
-                raise np.linalg.LinAlgError("not positive definite")
-            d = math.sqrt(acc)
-            L11[g, j, j] = d
-            for i in range(j + 1, k):
-                acc = Mg[i, j]
-                for h in range(j):
-                    acc -= L11[g, i, h] * L11[g, j, h]
-                L11[g, i, j] = acc / d
-            for i in range(j):
-                L11[g, i, j] = 0.0
-        for i in range(k):
-            logdet += 2.0 * math.log(L11[g, i, i])
-        for j in range(k):                              # Li = L11_g^{-1}
-            Li[j, j] = 1.0 / L11[g, j, j]
-            for i in range(j + 1, k):
-                acc = 0.0
-                for h in range(j, i):
-                    acc += L11[g, i, h] * Li[h, j]
-                Li[i, j] = -acc / L11[g, i, i]
-        for a in range(k):
-            for b in range(k):
-                acc = 0.0
-                for i in range(a if a > b else b, k):
-                    acc += Li[i, a] * Li[i, b]
-                Minv[g, a, b] = acc
+        logdet += _chol_inv(Mg, L11[g], Minv[g], Li)
         for a in range(k):                              # D = T1 Minv T1'
             for b in range(k):
                 acc = 0.0
@@ -142,53 +113,48 @@ def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover
                         for b in range(k):
                             acc += va * D[a, b] * vals[ib, b]
                 S[ra, rb] -= acc
-    for i in range(m):
-        for j in range(i + 1, m):
-            S[i, j] = S[j, i]
-    for i in range(m):
-        for j in range(m):
-            S[i, j] *= f[i] * f[j]
-    for i in range(m - 1):
-        S[i, i] += 1.0
+    for i in range(m):                                  # scale, + I but for the response (lower triangle)
+        for j in range(i + 1):
+            S[i, j] = S[i, j] * (f[i] * f[j]) + (1.0 if i == j and i < m - 1 else 0.0)
     return S, logdet
 
 
 @numba.njit(cache=True, nogil=True)
-def _dense_one(S):  # pragma: no cover - compiled
-    """(L, Sinv): lower Cholesky factor of S and the inverse of its leading (m-1) block."""
-    m = S.shape[0]
-    L = np.empty((m, m))                                # lower triangle used
-    for j in range(m):
-        acc = S[j, j]
+def _chol_inv(A, L, Ainv, Li):  # pragma: no cover - compiled
+    """Lower Cholesky factor ``L`` of ``A`` and ``Ainv``, the inverse of A's leading ``n1`` block
+    (``n1 = Ainv.shape[0]``; ``Li`` an n1 x n1 workspace); returns that block's log determinant.
+    The level blocks and the dense part share it (one compiled factorization)."""
+    n, n1 = A.shape[0], Ainv.shape[0]
+    for j in range(n):
+        acc = A[j, j]
         for h in range(j):
             acc -= L[j, h] * L[j, h]
         if not acc > 0.0:
             raise np.linalg.LinAlgError("Matrix is not positive definite.")
         d = math.sqrt(acc)
         L[j, j] = d
-        for i in range(j + 1, m):
-            acc = S[i, j]
+        for i in range(j + 1, n):
+            acc = A[i, j]
             for h in range(j):
                 acc -= L[i, h] * L[j, h]
             L[i, j] = acc / d
-    m1 = m - 1
-    Li = np.empty((m1, m1))
-    for j in range(m1):
+    logdet = 0.0
+    for j in range(n1):                                 # Li = (leading block of L)^{-1}
+        logdet += 2.0 * math.log(L[j, j])
         Li[j, j] = 1.0 / L[j, j]
-        for i in range(j + 1, m1):
+        for i in range(j + 1, n1):
             acc = 0.0
             for h in range(j, i):
                 acc += L[i, h] * Li[h, j]
             Li[i, j] = -acc / L[i, i]
-    Sinv = np.empty((m1, m1))
-    for a in range(m1):
+    for a in range(n1):
         for b in range(a + 1):
             acc = 0.0
-            for i in range(a, m1):
+            for i in range(a, n1):
                 acc += Li[i, a] * Li[i, b]
-            Sinv[a, b] = acc
-            Sinv[b, a] = acc
-    return L, Sinv
+            Ainv[a, b] = acc
+            Ainv[b, a] = acc
+    return logdet
 
 
 @numba.njit(cache=True, nogil=True)
@@ -376,7 +342,9 @@ def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_p
     Minv = np.empty((A11.shape[0], k, k))
     L11 = np.empty((A11.shape[0], k, k))
     S, ld1 = _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11)
-    L, Sinv = _dense_one(S)
+    L = np.empty((m, m))                                # lower triangle used
+    Sinv = np.empty((m - 1, m - 1))
+    ld2 = _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
     v = _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z)
     if z.shape[0]:
         out = np.empty(v.shape[0] + k * k)
@@ -388,9 +356,8 @@ def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_p
     gC = np.empty(k * k)                                # lower triangle used
     trMinv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, gC)
     m1 = m - 1
-    logdet = ld1
+    logdet = ld1 + ld2
     for i in range(m1):
-        logdet += 2.0 * math.log(L[i, i])
         trMinv += Sinv[i, i]
     pwrss = L[m1, m1] ** 2
     vv = 0.0
