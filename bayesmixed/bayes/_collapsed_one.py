@@ -4,11 +4,14 @@ The same log density, gradient and conditional draws as
 :func:`bayesmixed.bayes._collapsed_kernels.logp_grad_small`, specialised to a single
 term ``(x1 + .. + xk | g)`` (any width k): its levels are the independent ``k x k``
 blocks, the fixed effects and the response the dense part (``m = p + 1``), and the
-scale of the dense part is the diagonal ``s0 / sigma``. Written as one kernel over a
-few flat leaf functions (no deeper calls, no slice assignments, no LAPACK): with an
-empty cache it compiles in a fraction of the general kernel's time, and the first fit
-of the commonest teaching models (``(Days | Subject)``, ``(1 | county)``) never compiles
-the general kernels. Notation as in :mod:`bayesmixed.bayes._collapsed_kernels`.
+scale of the dense part is the diagonal ``s0 / sigma``. Four compiled pieces, called in
+turn from Python (a compiled caller would compile its callees' code once more: numba
+links every callee into its caller), with only two tiny shared callees, no slice
+assignments and no LAPACK: with an empty cache they compile in well under half the
+general kernel's time, and the first fit of the commonest teaching models
+(``(Days | Subject)``, ``(1 | county)``) never compiles the general kernels. The price
+is a few microseconds of Python per evaluation. Notation as in
+:mod:`bayesmixed.bayes._collapsed_kernels`.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ LOG2PI = math.log(2.0 * math.pi)
 
 
 @numba.njit(cache=True, nogil=True)
-def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, C, sds, dsd, zs, rem, gx):
-    # pragma: no cover - compiled
+def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, C, sds, dsd, zs, rem, gx,
+               T1, f):  # pragma: no cover - compiled
     """Forward transform of one term (sds, LKJ C-vine) and sigma: C, log prior (+ Jacobians) into gx.
 
     Returns ``(log prior, sigma, dsigma/dx)``; ``sds``/``dsd`` keep the sds and their
-    derivatives, ``zs``/``rem`` the partial correlations and remaining norms (backward pass).
+    derivatives, ``zs``/``rem`` the partial correlations and remaining norms (backward pass);
+    ``T1 = C / sigma`` (k x k) and ``f`` the scale of the dense part (``s0 / sigma``, then 1).
     """
     lp = 0.0
+    for i in range(x.shape[0]):
+        gx[i] = 0.0
     L = np.empty((k, k))                                # lower triangle used
     if corr and k > 1:
         n = 0
@@ -69,13 +75,19 @@ def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
     v, g, sigma, dsig = positive_prior(sig_code, sig_par, x[last])
     lp += v
     gx[last] += g
+    for i in range(k):
+        for j in range(k):
+            T1[i, j] = C[i * k + j] / sigma if j <= i else 0.0
+    for j in range(f.shape[0]):
+        f[j] = s0[j] / sigma if j < s0.shape[0] else 1.0
     return lp, sigma, dsig
 
 
 @numba.njit(cache=True, nogil=True)
-def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover - compiled
-    """Factor the level blocks (``L11``, inverses ``Minv``) and return ``(S, log|M_11|)``,
-    ``S = F (A22 - sum_g A21_g D_g A21_g') F + diag(1, .., 1, 0)``, ``F = diag(f)`` (lower triangle)."""
+def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv):  # pragma: no cover - compiled
+    """Factor the level blocks (``L11``, inverses ``Minv``), then the dense Schur complement
+    ``S = F (A22 - sum_g A21_g D_g A21_g') F + diag(1, .., 1, 0)``, ``F = diag(f)`` (``L``, and
+    ``Sinv`` the inverse of its leading block); returns ``log|M|``."""
     k = T1.shape[0]
     m = A22.shape[0]
     S = A22.copy()
@@ -116,7 +128,7 @@ def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11):  # pragma: no cover
     for i in range(m):                                  # scale, + I but for the response (lower triangle)
         for j in range(i + 1):
             S[i, j] = S[i, j] * (f[i] * f[j]) + (1.0 if i == j and i < m - 1 else 0.0)
-    return S, logdet
+    return logdet + _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -223,12 +235,17 @@ def _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z):  # pragma: no c
 
 
 @numba.njit(cache=True, nogil=True)
-def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, gC):  # pragma: no cover - compiled
-    """d/dC (into gC, lower) = C^{-T} H, H = sum_g u u' - I + Minv_g + Minv_g T1' Q_g T1 Minv_g
-    with Q_g = A21_g' F Sinv F A21_g; returns the levels' part of tr(M^{-1})."""
+def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx):
+    # pragma: no cover - compiled
+    """d/dC = C^{-T} H, H = sum_g u u' - I + Minv_g + Minv_g T1' Q_g T1 Minv_g with
+    Q_g = A21_g' F Sinv F A21_g, then its pass back to the sds and partial correlations (into
+    ``gx``); returns ``(tr(M^{-1}), |v|^2)``."""
     k = T1.shape[0]
     m1 = Sinv.shape[0]
+    gC = np.empty(k * k)                                # lower triangle used
     trMinv = 0.0
+    for i in range(m1):
+        trMinv += Sinv[i, i]
     H = np.empty((k, k))
     Q = np.empty((k, k))
     for a in range(k):
@@ -287,12 +304,6 @@ def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, gC):  # pragma: n
             for a in range(i, k):
                 acc += Ci[a, i] * H[a, j]
             gC[i * k + j] = acc
-    return trMinv
-
-
-@numba.njit(cache=True, nogil=True)
-def _hyper_back_one(gC, k, corr, C, sds, dsd, zs, rem, gx):  # pragma: no cover - compiled
-    """Add d log p / d x of the sds and partial correlations to ``gx`` given d/dC."""
     for i in range(k):
         acc = 0.0                                       # C[i, j] = s_i L[i, j]
         for j in range(i + 1):
@@ -311,62 +322,35 @@ def _hyper_back_one(gC, k, corr, C, sds, dsd, zs, rem, gx):  # pragma: no cover 
                 gx[k + n + jj] += gl * sr * 2.0 * u * (1.0 - u)
                 gr = gr + gl * zs[idx] / (2.0 * sr)
             n += i
-
-
-@numba.njit(cache=True, nogil=True)
-def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows, vals,
-                  A22, n, sumlogw, z):  # pragma: no cover - compiled
-    """Log density and gradient of a one-term model (``logp_grad_small``'s, its arguments for one term).
-
-    With a non-empty ``z`` it draws instead: ``(sigma, [theta, C])`` as ``logp_grad_small``.
-    """
-    ncpc = cpc_beta.shape[0] if cpc_beta.shape[0] > 0 else 1
-    C = np.empty(k * k)
-    sds = np.empty(k)
-    dsd = np.empty(k)
-    zs = np.empty(ncpc)
-    rem = np.empty(ncpc)
-    gx = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        gx[i] = 0.0
-    lp, sigma, dsig = _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, C, sds, dsd,
-                                 zs, rem, gx)
-    T1 = np.empty((k, k))
-    for i in range(k):
-        for j in range(k):
-            T1[i, j] = C[i * k + j] / sigma if j <= i else 0.0
-    m = A22.shape[0]
-    f = np.empty(m)
-    for j in range(m):
-        f[j] = s0[j] / sigma if j < s0.shape[0] else 1.0
-    Minv = np.empty((A11.shape[0], k, k))
-    L11 = np.empty((A11.shape[0], k, k))
-    S, ld1 = _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11)
-    L = np.empty((m, m))                                # lower triangle used
-    Sinv = np.empty((m - 1, m - 1))
-    ld2 = _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
-    v = _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z)
-    if z.shape[0]:
-        out = np.empty(v.shape[0] + k * k)
-        for i in range(v.shape[0]):
-            out[i] = v[i]
-        for i in range(k * k):
-            out[v.shape[0] + i] = C[i]
-        return sigma, out
-    gC = np.empty(k * k)                                # lower triangle used
-    trMinv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, gC)
-    m1 = m - 1
-    logdet = ld1 + ld2
-    for i in range(m1):
-        trMinv += Sinv[i, i]
-    pwrss = L[m1, m1] ** 2
     vv = 0.0
     for i in range(v.shape[0]):
         vv += v[i] * v[i]
+    return trMinv, vv
+
+
+def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows, vals,
+                  A22, n, sumlogw, z):
+    """Log density and gradient of a one-term model (``logp_grad_small``'s, its arguments for one term).
+
+    With a non-empty ``z`` it draws instead: ``(sigma, [theta, C])`` as ``logp_grad_small``.
+    Python calls the compiled pieces in turn: a compiled caller would compile their code
+    a second time (numba links every callee into its caller) when the cache is empty.
+    """
+    ncpc = max(cpc_beta.shape[0], 1)
+    m, l1 = A22.shape[0], A11.shape[0]
+    C, sds, dsd, zs, rem = np.empty(k * k), np.empty(k), np.empty(k), np.empty(ncpc), np.empty(ncpc)
+    gx, T1, f = np.empty(x.shape[0]), np.empty((k, k)), np.empty(m)
+    lp, sigma, dsig = _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, C, sds, dsd,
+                                 zs, rem, gx, T1, f)
+    Minv, L11, L, Sinv = np.empty((l1, k, k)), np.empty((l1, k, k)), np.empty((m, m)), np.empty((m - 1, m - 1))
+    logdet = _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv)
+    v = _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z)
+    if z.shape[0]:
+        return sigma, np.concatenate((v, C))
+    trMinv, vv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx)
+    pwrss = L[m - 1, m - 1] ** 2
     lm = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
-    gsig = -(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3
-    _hyper_back_one(gC, k, corr, C, sds, dsd, zs, rem, gx)
-    gx[x.shape[0] - 1] += gsig * dsig
+    gx[-1] += (-(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3) * dsig
     return lp + lm, gx
 
 
