@@ -348,7 +348,7 @@ def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_p
     if z.shape[0]:
         return sigma, np.concatenate((v, C))
     trMinv, vv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx)
-    pwrss = L[m - 1, m - 1] ** 2
+    pwrss = float(L[m - 1, m - 1]) ** 2
     lm = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
     gx[-1] += (-(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3) * dsig
     return lp + lm, gx
