@@ -4,13 +4,13 @@ The same log density, gradient and conditional draws as
 :func:`bayesmixed.bayes._collapsed_kernels.logp_grad_small`, specialised to a single
 term ``(x1 + .. + xk | g)`` (any width k): its levels are the independent ``k x k``
 blocks, the fixed effects and the response the dense part (``m = p + 1``), and the
-scale of the dense part is the diagonal ``s0 / sigma``. Four compiled pieces, called in
-turn from Python (a compiled caller would compile its callees' code once more: numba
-links every callee into its caller), with only two tiny shared callees, no slice
-assignments and no LAPACK: with an empty cache they compile in well under half the
-general kernel's time, and the first fit of the commonest teaching models
-(``(Days | Subject)``, ``(1 | county)``) never compiles the general kernels. The price
-is a few microseconds of Python per evaluation. Notation as in
+scale of the dense part is the diagonal ``s0 / sigma``. One kernel over four flat
+pieces (and two tiny shared callees), no slice assignments, no LAPACK: with an empty
+cache it compiles in about half the general kernel's time, and the first fit of the
+commonest teaching models (``(Days | Subject)``, ``(1 | county)``) never compiles the
+general kernels. (Calling the pieces from Python instead would spare about 1 s more of
+compiling, numba compiling each callee again inside its caller, but the sampler's
+threads would then contend for the GIL: slower sampling.) Notation as in
 :mod:`bayesmixed.bayes._collapsed_kernels`.
 """
 
@@ -328,15 +328,14 @@ def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, z
     return trMinv, vv
 
 
+@numba.njit(cache=True, nogil=True)
 def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows, vals,
-                  A22, n, sumlogw, z):
+                  A22, n, sumlogw, z):  # pragma: no cover - compiled
     """Log density and gradient of a one-term model (``logp_grad_small``'s, its arguments for one term).
 
     With a non-empty ``z`` it draws instead: ``(sigma, [theta, C])`` as ``logp_grad_small``.
-    Python calls the compiled pieces in turn: a compiled caller would compile their code
-    a second time (numba links every callee into its caller) when the cache is empty.
     """
-    ncpc = max(cpc_beta.shape[0], 1)
+    ncpc = cpc_beta.shape[0] if cpc_beta.shape[0] > 0 else 1
     m, l1 = A22.shape[0], A11.shape[0]
     C, sds, dsd, zs, rem = np.empty(k * k), np.empty(k), np.empty(k), np.empty(ncpc), np.empty(ncpc)
     gx, T1, f = np.empty(x.shape[0]), np.empty((k, k)), np.empty(m)
@@ -346,11 +345,16 @@ def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_p
     logdet = _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv)
     v = _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z)
     if z.shape[0]:
-        return sigma, np.concatenate((v, C))
+        out = np.empty(v.shape[0] + k * k)
+        for i in range(v.shape[0]):
+            out[i] = v[i]
+        for i in range(k * k):
+            out[v.shape[0] + i] = C[i]
+        return sigma, out
     trMinv, vv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx)
-    pwrss = float(L[m - 1, m - 1]) ** 2
+    pwrss = L[m - 1, m - 1] ** 2
     lm = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
-    gx[-1] += (-(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3) * dsig
+    gx[x.shape[0] - 1] += (-(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3) * dsig
     return lp + lm, gx
 
 
