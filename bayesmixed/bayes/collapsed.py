@@ -32,8 +32,8 @@ from scipy.special import gammaln
 from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
-from bayesmixed.bayes._collapsed_one import small_kernel
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
+from bayesmixed.bayes._collapsed_one import small_kernel
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
 from bayesmixed.bayes.pyfunc import run_pyfunc
@@ -349,17 +349,6 @@ def _sd_index(cd: CollapsedDesign, isd: int) -> int:
     raise IndexError(isd)
 
 
-def _compile_in_background(cd: CollapsedDesign) -> threading.Thread:
-    """One density evaluation in a thread: an empty numba cache compiles the kernel while the
-    caller imports nutpie (the GIL is free during LLVM's work and file reads)."""
-    def run():
-        with contextlib.suppress(Exception):      # an error shows in the sampler's own first call
-            make_logp_fn(cd)(initial_point(cd, 0))
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def compile_nutpie(cd: CollapsedDesign):
     """The nutpie model of the collapsed density: Python callbacks into the cached kernels."""
     import nutpie
@@ -462,10 +451,7 @@ def sample_collapsed(model_or_design, priors: Priors | None = None, *, draws: in
 
     def build(design, priors):
         cd = prepare(design, priors)
-        warm = _compile_in_background(cd)          # compiling (empty cache) overlaps nutpie's imports
-        compiled = compile_nutpie(cd)
-        warm.join()
-        return cd, compiled
+        return cd, compile_nutpie(cd)
 
     # chains run in threads, one per core: one BLAS thread each (more would spin against each other)
     with single_blas_thread() if chains > 1 else contextlib.nullcontext():
