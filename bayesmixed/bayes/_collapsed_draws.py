@@ -17,7 +17,8 @@ import numba
 import numpy as np
 
 from bayesmixed.bayes._collapsed_hyper import hyper_forward
-from bayesmixed.bayes._collapsed_kernels import SMALL_DENSE, back_solve, logp_grad_small, response_row, schur
+from bayesmixed.bayes._collapsed_kernels import SMALL_DENSE, back_solve, response_row, schur
+from bayesmixed.bayes._collapsed_one import small_kernel
 
 # collapsed designs whose dense part is larger than this draw chains in two threads
 PARALLEL_DENSE = 64
@@ -97,13 +98,13 @@ def _draw_chain_small(cd, X: np.ndarray, Zn: np.ndarray):
     """(hyp, eff) of one chain of a small model: the density kernel draws theta (its ``z`` argument),
     numpy scales it by the factors: the first fit compiles no second kernel."""
     tk, tl, tcorr, _, tc, tst = cd.args_hyper[:6]
-    rest = (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
+    kernel, rest = small_kernel(cd)
     ndraw, ne = X.shape[0], cd.n_effects
     X = np.ascontiguousarray(X, dtype=np.float64)
     sigma = np.empty(ndraw)
     out = np.empty((ndraw, ne + int(tc[-1] + tk[-1] ** 2)))
     for d in range(ndraw):
-        sigma[d], out[d] = logp_grad_small(X[d], *rest, Zn[d])
+        sigma[d], out[d] = kernel(X[d], *rest, Zn[d])
     th, C = out[:, :ne], out[:, ne:]
     q1, p = int(tk[0] * tl[0]), cd.s0.shape[0]
     eff = np.empty_like(th)

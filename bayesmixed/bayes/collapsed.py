@@ -33,6 +33,7 @@ from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
+from bayesmixed.bayes._collapsed_one import small_kernel
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
 from bayesmixed.bayes.pyfunc import run_pyfunc
@@ -280,9 +281,8 @@ def collapsed_logp_and_grad(cd: CollapsedDesign, x) -> tuple[float, np.ndarray]:
     x = np.array(x, dtype=np.float64)
     if cd.m > SMALL_DENSE:
         return _logp_grad_large(cd, x)
-    tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
-    return K.logp_grad_small(x, tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                             sig_par, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw, _NO_DRAW)
+    kernel, rest = small_kernel(cd)              # one random-effects term: the compact one-term kernel
+    return kernel(x, *rest, _NO_DRAW)
 
 
 def make_logp_fn(cd: CollapsedDesign):
@@ -301,8 +301,8 @@ def make_logp_fn(cd: CollapsedDesign):
         def evaluate(x):
             return large(np.array(x, dtype=np.float64))
     else:
-        kernel, rest = K.logp_grad_small, (*cd.args_hyper, cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22,
-                                           cd.n, cd.sumlogw, _NO_DRAW)
+        kernel, rest = small_kernel(cd)
+        rest = (*rest, _NO_DRAW)
 
         def evaluate(x):
             return kernel(np.array(x, dtype=np.float64), *rest)
