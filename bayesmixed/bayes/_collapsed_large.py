@@ -68,26 +68,42 @@ def factor_inverse(S, potrf, potri):  # pragma: no cover - compiled
     return S, Sup
 
 
+class _Hyper:
+    """The hyperparameters' part of one evaluation: C and sigma from ``x`` with the priors'
+    log density (``hyper_forward``), and the chain rule back to ``x`` (:meth:`finish`)."""
+
+    def __init__(self, cd, x) -> None:
+        self.args, self.x = cd.args_hyper, x
+        tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = self.args
+        self.C = np.zeros(int(tc[-1] + tk[-1] ** 2))
+        ncpc = max(len(cpc_beta), 1)
+        self.zs, self.rem = np.empty(ncpc), np.empty(ncpc)
+        self.lp, self.gx, self.sigma = H.hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0,
+                                                       sig_code, sig_par, self.C, self.zs, self.rem)
+
+    def finish(self, lm: float, gC: np.ndarray, gsig: float):
+        """``(log density, gradient in x)`` from the likelihood's value and its derivatives in C and sigma."""
+        tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = self.args
+        x, gx = self.x, self.gx
+        H.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, self.C, self.zs, self.rem, gx)
+        _, _, _, dsdx = H.positive_prior(sig_code, sig_par, x[-1])
+        gx[-1] += gsig * dsdx
+        return self.lp + lm, gx
+
+
 def logp_grad_general(cd, x):
     """Any first term: the kernels' blocked Schur complement, then LAPACK without the GIL."""
-    tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
-    nc = int(tc[-1] + tk[-1] ** 2)
-    C = np.zeros(nc)
-    ncpc = max(len(cpc_beta), 1)
-    zs, rem = np.empty(ncpc), np.empty(ncpc)
-    lp, gx, sigma = H.hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                                    sig_par, C, zs, rem)
+    tk, tl, _, _, tc, tst = cd.args_hyper[:6]
+    hy = _Hyper(cd, x)
+    C, sigma = hy.C, hy.sigma
     l1, k1 = int(tl[0]), int(tk[0])
     Minv, L11 = np.empty((l1, k1, k1)), np.empty((l1, k1, k1))
     S, ld1 = K.schur(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, Minv, L11)
     U, Sup = factor_inverse(S, POTRF, POTRI)
-    gC = np.zeros(nc)
+    gC = np.zeros(C.shape[0])
     lm, gsig = K.finish(U, Sup, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows, cd.vals,
                         cd.n, cd.sumlogw, gC)
-    H.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
-    _, _, _, dsdx = H.positive_prior(sig_code, sig_par, x[-1])
-    gx[-1] += gsig * dsdx
-    return lp + lm, gx
+    return hy.finish(lm, gC, gsig)
 
 
 # ---- scalar first term --------------------------------------------------------------
@@ -266,17 +282,7 @@ def factor_finish_scalar(S, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, p
     H1 = np.empty((1, 1))
     H1[0, 0] = h1
     K._grad_C(H1, C, tc[0], 1, gC)
-    for t in range(1, tk.shape[0]):                # rest terms: H_t = sum_h u u' - I + Sinv_hh
-        k, st = tk[t], tst[t]
-        Ht = np.zeros((k, k))
-        for h in range(tl[t]):
-            c0 = st + h * k
-            for a in range(k):
-                for b in range(k):
-                    Ht[a, b] += Sup[c0 + min(a, b), c0 + max(a, b)] + v[q1 + c0 + a] * v[q1 + c0 + b] / sigma**2
-        for a in range(k):
-            Ht[a, a] -= tl[t]
-        K._grad_C(Ht, C, tc[t], k, gC)
+    K._rest_grad(Sup, v, C, sigma, tk, tl, tc, tst, gC)
     gsig = -(n - (q1 + m1) + trMinv) / sigma + rss / sigma**3
     return logp, gsig
 
@@ -284,23 +290,16 @@ def factor_finish_scalar(S, logdet1, C, sigma, s0, tk, tl, tc, tst, Minv, L11, p
 def logp_grad_scalar(cd, x, pat, S=None):
     """The collapsed density and gradient for a scalar first term (``pat``: :func:`scalar_pattern`;
     ``S``: an m x m workspace, e.g. one per thread)."""
-    tk, tl, tcorr, tx, tc, tst, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
+    tk, tl, _, _, tc, tst = cd.args_hyper[:6]
     ga, gcnt, er, ec, eptr, egrp, ecoef = pat
-    nc = int(tc[-1] + tk[-1] ** 2)
-    C = np.zeros(nc)
-    ncpc = max(len(cpc_beta), 1)
-    zs, rem = np.empty(ncpc), np.empty(ncpc)
-    lp, gx, sigma = H.hyper_forward(x, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
-                                    sig_par, C, zs, rem)
+    hy = _Hyper(cd, x)
+    C, sigma = hy.C, hy.sigma
     l1 = int(tl[0])
     Minv, L11 = np.empty((l1, 1, 1)), np.empty((l1, 1, 1))
     S = np.empty((cd.m, cd.m)) if S is None else S
     ld1 = schur_scalar(C, sigma, cd.s0, tk, tl, tc, tst, cd.A11, cd.A22, ga, gcnt, er, ec, eptr, egrp, ecoef,
                        Minv, L11, S)
-    gC = np.zeros(nc)
+    gC = np.zeros(C.shape[0])
     lm, gsig = factor_finish_scalar(S, ld1, C, sigma, cd.s0, tk, tl, tc, tst, Minv, L11, cd.ptr, cd.rows,
                                     cd.vals, cd.n, cd.sumlogw, ga, er, ec, eptr, egrp, ecoef, gC, POTRF, POTRI)
-    H.hyper_backward(x, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gx)
-    _, _, _, dsdx = H.positive_prior(sig_code, sig_par, x[-1])
-    gx[-1] += gsig * dsdx
-    return lp + lm, gx
+    return hy.finish(lm, gC, gsig)
