@@ -33,7 +33,8 @@ from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
-from bayesmixed.bayes._collapsed_one import small_kernel
+from bayesmixed.bayes._collapsed_one import logp_grad_one, small_kernel
+from bayesmixed.bayes._native import nutpie_model
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
 from bayesmixed.bayes.pyfunc import run_pyfunc
@@ -349,9 +350,18 @@ def _sd_index(cd: CollapsedDesign, isd: int) -> int:
     raise IndexError(isd)
 
 
-def compile_nutpie(cd: CollapsedDesign):
-    """The nutpie model of the collapsed density: Python callbacks into the cached kernels."""
+def compile_nutpie(cd: CollapsedDesign, native: bool = True):
+    """The nutpie model of the collapsed density: the kernel's C function
+    (:mod:`bayesmixed.bayes._native`) for a small dense part, else Python callbacks into
+    the cached kernels."""
     import nutpie
+
+    if native and cd.m <= SMALL_DENSE:
+        kernel, rest = small_kernel(cd)
+        model = nutpie_model("one" if kernel is logp_grad_one else "small", kernel, (*rest, _NO_DRAW),
+                             initial_point(cd, 0), list(cd.names), "hyper", lambda seed: initial_point(cd, seed))
+        if model is not None:
+            return model
 
     def make_logp():
         return make_logp_fn(cd)

@@ -19,6 +19,7 @@ from scipy.special import gammaln
 
 from bayesmixed.bayes import _joint_kernels as K
 from bayesmixed.bayes._collapsed_hyper import hyper_forward
+from bayesmixed.bayes._native import nutpie_model
 from bayesmixed.bayes.build import binomial_counts, cor_pairs, model_coords, pair_dim
 from bayesmixed.bayes.collapsed import _POSITIVE, _hyper_layout
 from bayesmixed.bayes.pyfunc import run_pyfunc
@@ -246,9 +247,16 @@ def initial_point(jd: JointDesign, seed: int) -> np.ndarray:
     return x
 
 
-def compile_nutpie(jd: JointDesign):
-    """The nutpie model of the joint density: Python callbacks into the cached kernel."""
+def compile_nutpie(jd: JointDesign, native: bool = True):
+    """The nutpie model of the joint density: the kernel's C function (:mod:`bayesmixed.bayes._native`),
+    else Python callbacks into the cached kernel."""
     import nutpie
+
+    if native:
+        model = nutpie_model("joint", K.joint_logp_grad, tuple(jd.args), initial_point(jd, 0), list(jd.names),
+                             "param", lambda seed: initial_point(jd, seed))
+        if model is not None:
+            return model
 
     def make_expand(seed1, seed2, chain):
         def expand(x, **_):
