@@ -56,10 +56,14 @@ def _voidptr(typingctx, address):
     return types.voidptr(address), codegen
 
 
+_CALLED = types.Tuple((types.boolean, types.float64, types.Array(types.float64, 1, "C")))
+
+
 @intrinsic
 def _call(typingctx, address, args):
-    """Call the compiled kernel at ``address`` with the tuple ``args`` (numba's calling convention);
-    an exception raised in the kernel propagates to the caller's ``try``."""
+    """Call the compiled kernel at ``address`` with the tuple ``args`` (numba's calling convention):
+    ``(ok, value, gradient)``; ``ok`` is false when the kernel raised (value and gradient are
+    then empty placeholders). No exception machinery in the caller: cheaper to compile."""
     argtys = tuple(args.types)
 
     def codegen(context, builder, sig, llargs):
@@ -67,10 +71,12 @@ def _call(typingctx, address, args):
         fn = builder.inttoptr(llargs[0], fnty.as_pointer())
         vals = cgutils.unpack_tuple(builder, llargs[1], len(argtys))
         status, res = context.call_conv.call_function(builder, fn, _RESULT, argtys, vals)
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return res
-    return _RESULT(address, args), codegen
+        out = cgutils.alloca_once_value(builder, context.get_constant_null(_RESULT))
+        with builder.if_then(status.is_ok, likely=True):
+            builder.store(res, out)
+        value, grad = cgutils.unpack_tuple(builder, builder.load(out), 2)
+        return context.make_tuple(builder, _CALLED, (status.is_ok, value, grad))
+    return _CALLED(address, args), codegen
 
 
 @numba.njit(inline="always")
@@ -130,11 +136,10 @@ def _store(dim, v, gr, g_, lp_):  # pragma: no cover - compiled
 def _one(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
     ud = numba.carray(ud_, (1 + 4 * 17,), np.int64)
     x = numba.carray(x_, (dim,))
-    try:
-        v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i1(ud, 2), _f2(ud, 3), _f1(ud, 4), _f1(ud, 5), _i(ud, 6),
-                              _f1(ud, 7), _f1(ud, 8), _f3(ud, 9), _i1(ud, 10), _i1(ud, 11), _f2(ud, 12),
-                              _f2(ud, 13), _d(ud, 14), _d(ud, 15), _f1(ud, 16)))
-    except Exception:  # noqa: BLE001 - a failed factorization: reject the point
+    ok, v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i1(ud, 2), _f2(ud, 3), _f1(ud, 4), _f1(ud, 5), _i(ud, 6),
+                               _f1(ud, 7), _f1(ud, 8), _f3(ud, 9), _i1(ud, 10), _i1(ud, 11), _f2(ud, 12),
+                               _f2(ud, 13), _d(ud, 14), _d(ud, 15), _f1(ud, 16)))
+    if not ok:                      # the kernel raised (a failed factorization): reject
         return _FAILED
     return _store(dim, v, gr, g_, lp_)
 
@@ -142,12 +147,11 @@ def _one(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
 def _small(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
     ud = numba.carray(ud_, (1 + 4 * 21,), np.int64)
     x = numba.carray(x_, (dim,))
-    try:
-        v, gr = _call(ud[0], (x, _i1(ud, 0), _i1(ud, 1), _i1(ud, 2), _i1(ud, 3), _i1(ud, 4), _i1(ud, 5),
-                              _i1(ud, 6), _f2(ud, 7), _f1(ud, 8), _f1(ud, 9), _i(ud, 10), _f1(ud, 11), _f1(ud, 12),
-                              _f3(ud, 13), _i1(ud, 14), _i1(ud, 15), _f2(ud, 16), _f2(ud, 17), _d(ud, 18),
-                              _d(ud, 19), _f1(ud, 20)))
-    except Exception:  # noqa: BLE001
+    ok, v, gr = _call(ud[0], (x, _i1(ud, 0), _i1(ud, 1), _i1(ud, 2), _i1(ud, 3), _i1(ud, 4), _i1(ud, 5),
+                               _i1(ud, 6), _f2(ud, 7), _f1(ud, 8), _f1(ud, 9), _i(ud, 10), _f1(ud, 11), _f1(ud, 12),
+                               _f3(ud, 13), _i1(ud, 14), _i1(ud, 15), _f2(ud, 16), _f2(ud, 17), _d(ud, 18),
+                               _d(ud, 19), _f1(ud, 20)))
+    if not ok:                      # the kernel raised (a failed factorization): reject
         return _FAILED
     return _store(dim, v, gr, g_, lp_)
 
@@ -155,13 +159,12 @@ def _small(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
 def _joint(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
     ud = numba.carray(ud_, (1 + 4 * 27,), np.int64)
     x = numba.carray(x_, (dim,))
-    try:
-        v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i(ud, 2), _f1(ud, 3), _f1(ud, 4), _f1(ud, 5), _f1(ud, 6),
-                              _f1(ud, 7), _f2(ud, 8), _f1(ud, 9), _f1(ud, 10), _f2(ud, 11), _i1(ud, 12),
-                              _i2(ud, 13), _i1(ud, 14), _i1(ud, 15), _i1(ud, 16), _i(ud, 17), _i1(ud, 18),
-                              _i1(ud, 19), _i1(ud, 20), _i1(ud, 21), _f2(ud, 22), _f1(ud, 23), _f1(ud, 24),
-                              _i(ud, 25), _f1(ud, 26)))
-    except Exception:  # noqa: BLE001 - e.g. a negative identity-link mean
+    ok, v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i(ud, 2), _f1(ud, 3), _f1(ud, 4), _f1(ud, 5), _f1(ud, 6),
+                               _f1(ud, 7), _f2(ud, 8), _f1(ud, 9), _f1(ud, 10), _f2(ud, 11), _i1(ud, 12),
+                               _i2(ud, 13), _i1(ud, 14), _i1(ud, 15), _i1(ud, 16), _i(ud, 17), _i1(ud, 18),
+                               _i1(ud, 19), _i1(ud, 20), _i1(ud, 21), _f2(ud, 22), _f1(ud, 23), _f1(ud, 24),
+                               _i(ud, 25), _f1(ud, 26)))
+    if not ok:                      # the kernel raised (a failed factorization): reject
         return _FAILED
     return _store(dim, v, gr, g_, lp_)
 
