@@ -26,9 +26,11 @@ import ctypes
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["NativeDensity", "nutpie_model", "SPECS"]
 
@@ -37,6 +39,7 @@ LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPointe
 EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double),
                          types.voidptr)
 _RESULT = types.Tuple((types.float64, types.Array(types.float64, 1, "C")))
+_CALLED = types.Tuple((types.boolean, types.float64, types.Array(types.float64, 1, "C")))
 SLOT = 4                                     # int64 slots per argument: value or pointer, then up to 3 dims
 _FAILED = 4                                  # nutpie: a recoverable failure (the point is rejected)
 
@@ -46,77 +49,64 @@ SPECS = {
     "small": "i1 i1 i1 i1 i1 i1 i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
     "joint": "i i i f1 f1 f1 f1 f1 f2 f1 f1 f2 i1 i2 i1 i1 i1 i i1 i1 i1 i1 f2 f1 f1 i f1".split(),
 }
+_TYPES = {"i": types.int64, "d": types.float64}
+_TYPES.update({f"{c}{nd}": types.Array(dt, nd, "C") for c, dt in (("f", types.float64), ("i", types.int64))
+               for nd in (1, 2, 3)})
 
 
-@intrinsic
-def _voidptr(typingctx, address):
-    """An integer address as a ``void*``."""
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-    return types.voidptr(address), codegen
+def _argument(context, builder, slot, code: str):
+    """The LLVM value of one kernel argument from its ``user_data`` slots (arrays borrowed, no meminfo)."""
+    if code == "i":
+        return slot(0)
+    if code == "d":
+        return builder.load(builder.inttoptr(slot(0), ir.DoubleType().as_pointer()))
+    aryty = _TYPES[code]
+    dt = context.get_data_type(aryty.dtype)
+    itemsize = context.get_abi_sizeof(dt)
+    shape = [slot(1 + d) for d in range(aryty.ndim)]
+    strides = [context.get_constant(types.intp, itemsize)]
+    for d in range(aryty.ndim - 1, 0, -1):                 # C order
+        strides.insert(0, builder.mul(strides[0], shape[d]))
+    ary = make_array(aryty)(context, builder)
+    populate_array(ary, data=builder.inttoptr(slot(0), dt.as_pointer()), shape=cgutils.pack_array(builder, shape),
+                   strides=cgutils.pack_array(builder, strides), itemsize=context.get_constant(types.intp, itemsize),
+                   meminfo=None)
+    return ary._getvalue()
 
 
-_CALLED = types.Tuple((types.boolean, types.float64, types.Array(types.float64, 1, "C")))
+def _caller(codes: list[str]):
+    """An intrinsic ``call(user_data, x) -> (ok, value, gradient)``: the kernel at ``user_data[0]``
+    called (numba's calling convention) with ``x`` and the arguments ``codes`` describe, read from
+    ``user_data``. ``ok`` is false when the kernel raised (value and gradient are then empty).
+    Everything is generated here, in one step: the C function types nothing per argument."""
+    argtys = tuple(_TYPES[c] for c in codes)
+
+    @intrinsic
+    def call(typingctx, user_data, x):
+        fargs = (x, *argtys)
+
+        def codegen(context, builder, sig, llargs):
+            base = builder.bitcast(llargs[0], ir.IntType(64).as_pointer())
+
+            def at(k):
+                return builder.load(builder.gep(base, [ir.Constant(ir.IntType(64), k)]))
+            vals = [llargs[1]]
+            for j, code in enumerate(codes):
+                o = 1 + SLOT * j
+                vals.append(_argument(context, builder, lambda d, o=o: at(o + d), code))
+            fnty = context.call_conv.get_function_type(_RESULT, fargs)
+            fn = builder.inttoptr(at(0), fnty.as_pointer())
+            status, res = context.call_conv.call_function(builder, fn, _RESULT, fargs, vals)
+            out = cgutils.alloca_once_value(builder, context.get_constant_null(_RESULT))
+            with builder.if_then(status.is_ok, likely=True):
+                builder.store(res, out)
+            value, grad = cgutils.unpack_tuple(builder, builder.load(out), 2)
+            return context.make_tuple(builder, _CALLED, (status.is_ok, value, grad))
+        return _CALLED(user_data, x), codegen
+    return call
 
 
-@intrinsic
-def _call(typingctx, address, args):
-    """Call the compiled kernel at ``address`` with the tuple ``args`` (numba's calling convention):
-    ``(ok, value, gradient)``; ``ok`` is false when the kernel raised (value and gradient are
-    then empty placeholders). No exception machinery in the caller: cheaper to compile."""
-    argtys = tuple(args.types)
-
-    def codegen(context, builder, sig, llargs):
-        fnty = context.call_conv.get_function_type(_RESULT, argtys)
-        fn = builder.inttoptr(llargs[0], fnty.as_pointer())
-        vals = cgutils.unpack_tuple(builder, llargs[1], len(argtys))
-        status, res = context.call_conv.call_function(builder, fn, _RESULT, argtys, vals)
-        out = cgutils.alloca_once_value(builder, context.get_constant_null(_RESULT))
-        with builder.if_then(status.is_ok, likely=True):
-            builder.store(res, out)
-        value, grad = cgutils.unpack_tuple(builder, builder.load(out), 2)
-        return context.make_tuple(builder, _CALLED, (status.is_ok, value, grad))
-    return _CALLED(address, args), codegen
-
-
-@numba.njit(inline="always")
-def _f1(ud, j):  # pragma: no cover - compiled
-    o = 1 + 4 * j
-    return numba.carray(_voidptr(ud[o]), (ud[o + 1],), np.float64)
-
-
-@numba.njit(inline="always")
-def _f2(ud, j):  # pragma: no cover - compiled
-    o = 1 + 4 * j
-    return numba.carray(_voidptr(ud[o]), (ud[o + 1], ud[o + 2]), np.float64)
-
-
-@numba.njit(inline="always")
-def _f3(ud, j):  # pragma: no cover - compiled
-    o = 1 + 4 * j
-    return numba.carray(_voidptr(ud[o]), (ud[o + 1], ud[o + 2], ud[o + 3]), np.float64)
-
-
-@numba.njit(inline="always")
-def _i1(ud, j):  # pragma: no cover - compiled
-    o = 1 + 4 * j
-    return numba.carray(_voidptr(ud[o]), (ud[o + 1],), np.int64)
-
-
-@numba.njit(inline="always")
-def _i2(ud, j):  # pragma: no cover - compiled
-    o = 1 + 4 * j
-    return numba.carray(_voidptr(ud[o]), (ud[o + 1], ud[o + 2]), np.int64)
-
-
-@numba.njit(inline="always")
-def _i(ud, j):  # pragma: no cover - compiled
-    return ud[1 + 4 * j]
-
-
-@numba.njit(inline="always")
-def _d(ud, j):  # pragma: no cover - compiled
-    return numba.carray(_voidptr(ud[1 + 4 * j]), (1,), np.float64)[0]
+_call_one, _call_small, _call_joint = (_caller(SPECS[n]) for n in ("one", "small", "joint"))
 
 
 @numba.njit(inline="always")
@@ -134,39 +124,18 @@ def _store(dim, v, gr, g_, lp_):  # pragma: no cover - compiled
 
 
 def _one(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ud = numba.carray(ud_, (1 + 4 * 17,), np.int64)
-    x = numba.carray(x_, (dim,))
-    ok, v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i1(ud, 2), _f2(ud, 3), _f1(ud, 4), _f1(ud, 5), _i(ud, 6),
-                               _f1(ud, 7), _f1(ud, 8), _f3(ud, 9), _i1(ud, 10), _i1(ud, 11), _f2(ud, 12),
-                               _f2(ud, 13), _d(ud, 14), _d(ud, 15), _f1(ud, 16)))
-    if not ok:                      # the kernel raised (a failed factorization): reject
-        return _FAILED
-    return _store(dim, v, gr, g_, lp_)
+    ok, v, gr = _call_one(ud_, numba.carray(x_, (dim,)))
+    return _store(dim, v, gr, g_, lp_) if ok else _FAILED      # not ok: the kernel raised, reject the point
 
 
 def _small(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ud = numba.carray(ud_, (1 + 4 * 21,), np.int64)
-    x = numba.carray(x_, (dim,))
-    ok, v, gr = _call(ud[0], (x, _i1(ud, 0), _i1(ud, 1), _i1(ud, 2), _i1(ud, 3), _i1(ud, 4), _i1(ud, 5),
-                               _i1(ud, 6), _f2(ud, 7), _f1(ud, 8), _f1(ud, 9), _i(ud, 10), _f1(ud, 11), _f1(ud, 12),
-                               _f3(ud, 13), _i1(ud, 14), _i1(ud, 15), _f2(ud, 16), _f2(ud, 17), _d(ud, 18),
-                               _d(ud, 19), _f1(ud, 20)))
-    if not ok:                      # the kernel raised (a failed factorization): reject
-        return _FAILED
-    return _store(dim, v, gr, g_, lp_)
+    ok, v, gr = _call_small(ud_, numba.carray(x_, (dim,)))
+    return _store(dim, v, gr, g_, lp_) if ok else _FAILED
 
 
 def _joint(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ud = numba.carray(ud_, (1 + 4 * 27,), np.int64)
-    x = numba.carray(x_, (dim,))
-    ok, v, gr = _call(ud[0], (x, _i(ud, 0), _i(ud, 1), _i(ud, 2), _f1(ud, 3), _f1(ud, 4), _f1(ud, 5), _f1(ud, 6),
-                               _f1(ud, 7), _f2(ud, 8), _f1(ud, 9), _f1(ud, 10), _f2(ud, 11), _i1(ud, 12),
-                               _i2(ud, 13), _i1(ud, 14), _i1(ud, 15), _i1(ud, 16), _i(ud, 17), _i1(ud, 18),
-                               _i1(ud, 19), _i1(ud, 20), _i1(ud, 21), _f2(ud, 22), _f1(ud, 23), _f1(ud, 24),
-                               _i(ud, 25), _f1(ud, 26)))
-    if not ok:                      # the kernel raised (a failed factorization): reject
-        return _FAILED
-    return _store(dim, v, gr, g_, lp_)
+    ok, v, gr = _call_joint(ud_, numba.carray(x_, (dim,)))
+    return _store(dim, v, gr, g_, lp_) if ok else _FAILED
 
 
 def _expand(dim, nexp, x_, out_, ud_):  # pragma: no cover - compiled
