@@ -20,14 +20,18 @@ import math
 
 import numba
 import numpy as np
+from numba import types
 
+from bayesmixed.bayes._addrcall import compile_elsewhere, is_cached, native_address, propagating_caller
 from bayesmixed.bayes._collapsed_hyper import _log_sigmoid, positive_prior
 from bayesmixed.bayes._collapsed_kernels import logp_grad_small
 
 LOG2PI = math.log(2.0 * math.pi)
+# called from compiled code only: no CPython or C wrapper to generate (less to compile)
+_INTERNAL = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, C, sds, dsd, zs, rem, gx,
                T1, f):  # pragma: no cover - compiled
     """Forward transform of one term (sds, LKJ C-vine) and sigma: C, log prior (+ Jacobians) into gx.
@@ -83,7 +87,7 @@ def _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
     return lp, sigma, dsig
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv):  # pragma: no cover - compiled
     """Factor the level blocks (``L11``, inverses ``Minv``), then the dense Schur complement
     ``S = F (A22 - sum_g A21_g D_g A21_g') F + diag(1, .., 1, 0)``, ``F = diag(f)`` (``L``, and
@@ -131,7 +135,7 @@ def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv):  # pragma:
     return logdet + _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _chol_inv(A, L, Ainv, Li):  # pragma: no cover - compiled
     """Lower Cholesky factor ``L`` of ``A`` and ``Ainv``, the inverse of A's leading ``n1`` block
     (``n1 = Ainv.shape[0]``; ``Li`` an n1 x n1 workspace); returns that block's log determinant.
@@ -169,7 +173,7 @@ def _chol_inv(A, L, Ainv, Li):  # pragma: no cover - compiled
     return logdet
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z):  # pragma: no cover - compiled
     """The response's row of the blocked factor (``rho``), then ``x = L^{-T} rho``; with a
     non-empty ``z``, ``rho / sigma + z`` instead (a draw of the spherical effects)."""
@@ -234,7 +238,7 @@ def _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z):  # pragma: no c
     return x
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx):
     # pragma: no cover - compiled
     """d/dC = C^{-T} H, H = sum_g u u' - I + Minv_g + Minv_g T1' Q_g T1 Minv_g with
@@ -328,22 +332,66 @@ def _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, z
     return trMinv, vv
 
 
+_F1, _F2, _F3 = (types.Array(types.float64, nd, "C") for nd in (1, 2, 3))
+_I1, _I8, _D = types.Array(types.int64, 1, "C"), types.int64, types.float64
+# the pieces' argument types as logp_grad_one passes them (checked when it compiles)
+PIECES = {
+    "hyper": (_hyper_one, types.UniTuple(_D, 3),
+              (_F1, _I8, _I8, _I1, _F2, _F1, _F1, _I8, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _F2, _F1)),
+    "schur": (_schur_one, _D, (_F2, _F1, _F3, _I1, _I1, _F2, _F2, _F3, _F3, _F2, _F2)),
+    "solve": (_solve_one, _F1, (_F2, _F2, _F1, _D, _F3, _F3, _I1, _I1, _F2, _F1)),
+    "grad": (_grad_one, types.UniTuple(_D, 2),
+             (_F2, _F1, _F2, _F1, _F1, _D, _F3, _I1, _I1, _F2, _I8, _F1, _F1, _F1, _F1, _F1)),
+}
+_hyper_at, _schur_at, _solve_at, _grad_at = (propagating_caller(name, res, args)
+                                             for name, (_, res, args) in PIECES.items())
+_ADDRESSES: list = []
+# with empty caches a second process compiles these two pieces while this one compiles the others
+_CHILD_PIECES = ("schur", "grad")
+
+
+def piece_addresses() -> np.ndarray:
+    """The pieces' native addresses, in :data:`PIECES` order (each compiled or loaded once).
+
+    With numba's cache empty for them (the first fit after installing), two of the four
+    pieces are compiled by a second Python process at the same time (both cores; about 1 s
+    sooner on an idle machine); its results reach this process through the cache. If that
+    process fails, this one compiles them as usual.
+    """
+    if not _ADDRESSES:
+        cold = [n for n in _CHILD_PIECES if not is_cached(PIECES[n][0])]
+        child = compile_elsewhere(__name__, cold) if len(cold) == len(_CHILD_PIECES) else None
+        addresses = {}
+        for name, (f, _, args) in PIECES.items():
+            if name not in _CHILD_PIECES:
+                addresses[name] = native_address(f, args)
+        if child is not None:
+            child.wait()
+        for name in _CHILD_PIECES:
+            f, _, args = PIECES[name]
+            addresses[name] = native_address(f, args)
+        _ADDRESSES.append(np.array([addresses[n] for n in PIECES], dtype=np.int64))
+    return _ADDRESSES[0]
+
+
 @numba.njit(cache=True, nogil=True)
-def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows, vals,
-                  A22, n, sumlogw, z):  # pragma: no cover - compiled
+def logp_grad_one(x, addr, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows,
+                  vals, A22, n, sumlogw, z):  # pragma: no cover - compiled
     """Log density and gradient of a one-term model (``logp_grad_small``'s, its arguments for one term).
 
-    With a non-empty ``z`` it draws instead: ``(sigma, [theta, C])`` as ``logp_grad_small``.
+    ``addr``: :func:`piece_addresses` (the four pieces are called through their addresses,
+    not compiled into this function). With a non-empty ``z`` it draws instead:
+    ``(sigma, [theta, C])`` as ``logp_grad_small``.
     """
     ncpc = cpc_beta.shape[0] if cpc_beta.shape[0] > 0 else 1
     m, l1 = A22.shape[0], A11.shape[0]
     C, sds, dsd, zs, rem = np.empty(k * k), np.empty(k), np.empty(k), np.empty(ncpc), np.empty(ncpc)
     gx, T1, f = np.empty(x.shape[0]), np.empty((k, k)), np.empty(m)
-    lp, sigma, dsig = _hyper_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, C, sds, dsd,
-                                 zs, rem, gx, T1, f)
+    lp, sigma, dsig = _hyper_at(addr[0], (x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, C,
+                                          sds, dsd, zs, rem, gx, T1, f))
     Minv, L11, L, Sinv = np.empty((l1, k, k)), np.empty((l1, k, k)), np.empty((m, m)), np.empty((m - 1, m - 1))
-    logdet = _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv)
-    v = _solve_one(L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z)
+    logdet = _schur_at(addr[1], (T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv))
+    v = _solve_at(addr[2], (L, T1, s0, sigma, Minv, L11, ptr, rows, vals, z))
     if z.shape[0]:
         out = np.empty(v.shape[0] + k * k)
         for i in range(v.shape[0]):
@@ -351,7 +399,7 @@ def logp_grad_one(x, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_p
         for i in range(k * k):
             out[v.shape[0] + i] = C[i]
         return sigma, out
-    trMinv, vv = _grad_one(Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx)
+    trMinv, vv = _grad_at(addr[3], (Sinv, v, T1, f, C, sigma, Minv, ptr, rows, vals, corr, sds, dsd, zs, rem, gx))
     pwrss = L[m - 1, m - 1] ** 2
     lm = -0.5 * n * LOG2PI - n * math.log(sigma) + 0.5 * sumlogw - 0.5 * logdet - 0.5 * pwrss / sigma**2
     gx[x.shape[0] - 1] += (-(n - v.shape[0] + trMinv) / sigma + (pwrss - vv) / sigma**3) * dsig
@@ -364,6 +412,6 @@ def small_kernel(cd):
     tk, _, tcorr, _, _, _, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
     data = (cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
     if len(tk) == 1:
-        return logp_grad_one, (int(tk[0]), int(tcorr[0]), sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par,
-                               *data)
+        return logp_grad_one, (piece_addresses(), int(tk[0]), int(tcorr[0]), sd_code, sd_par, cpc_beta, cpc_c0,
+                               sig_code, sig_par, *data)
     return logp_grad_small, (*cd.args_hyper, *data)

@@ -20,9 +20,11 @@ LOG2PI = math.log(2.0 * math.pi)
 # pm.math.invprobit divides by sqrt(2.0) evaluated in float32 (PyTensor casts the Python 2.0 to the
 # narrowest exact dtype); the PyMC model is the specification, so its probit uses this constant
 SQRT2_F32 = float(np.sqrt(np.float32(2.0)))
+# called from compiled code only: no CPython or C wrapper to generate (less to compile)
+_INTERNAL = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def digamma(x):  # pragma: no cover - compiled
     """psi(x) for x > 0: recurrence up to 10, then the asymptotic series."""
     acc = 0.0
@@ -34,7 +36,7 @@ def digamma(x):  # pragma: no cover - compiled
     return acc + math.log(x) - 0.5 / x - ser
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _mean(link, eta):  # pragma: no cover - compiled
     """(mu, d mu / d eta) without clipping (as the PyMC model)."""
     if link == 3:
@@ -50,7 +52,7 @@ def _mean(link, eta):  # pragma: no cover - compiled
     return mu, mu * (1.0 - mu)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def _binomial(link, s, n, eta):  # pragma: no cover - compiled
     """(log density without the binomial coefficient, d/d eta)."""
     if link == 0:
@@ -71,7 +73,7 @@ def _binomial(link, s, n, eta):  # pragma: no cover - compiled
     return ll, s * dp / p - (n - s) * ee
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, **_INTERNAL)
 def row_loglik(fam, link, y, n, w, eta, aux):  # pragma: no cover - compiled
     """(log density minus the row's constant, d/d eta, d/d aux) of one observation."""
     if fam == 0:

@@ -45,7 +45,7 @@ _FAILED = 4                                  # nutpie: a recoverable failure (th
 
 # the kernels' arguments after x: i/d int64/float64 scalar, f<k>/i<k> a C-contiguous k-d float64/int64 array
 SPECS = {
-    "one": "i i i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
+    "one": "i1 i i i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
     "small": "i1 i1 i1 i1 i1 i1 i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
     "joint": "i i i f1 f1 f1 f1 f1 f2 f1 f1 f2 i1 i2 i1 i1 i1 i i1 i1 i1 i1 f2 f1 f1 i f1".split(),
 }

@@ -1,0 +1,144 @@
+"""Calling a compiled numba function through its address, from compiled code.
+
+A numba function that calls another compiles the callee into itself: LLVM optimises the
+callee's code again inside every caller (about 1.9 s for the one-term collapsed kernel
+with empty caches, on top of compiling its four pieces). Calling through the callee's
+address instead (numba's own calling convention, the callee compiled once on its own,
+for the argument types named here) leaves the caller small. The address is a run-time
+value, so the caller stays cacheable on disk; :func:`native_address` gives it.
+
+The caller's argument types are checked against the declared ones when it compiles
+(a mismatch is a typing error, never a call with the wrong layout). Array layout and
+mutability do not change numba's argument layout, so only dtype and dimensions count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+__all__ = ["compile_elsewhere", "is_cached", "native_address", "propagating_caller", "flagging_caller"]
+
+# run by compile_elsewhere: import the kernel module without the package's heavy __init__
+# (pandas, scipy, formulaic: a second or more) and compile the named pieces into the cache
+_CHILD = """
+import os, sys, types
+root, module = sys.argv[1], sys.argv[2]
+for name, sub in (("bayesmixed", ""), ("bayesmixed.bayes", "bayes")):
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [os.path.join(root, sub) if sub else root]
+        sys.modules[name] = pkg
+import importlib
+mod = importlib.import_module(module)
+for piece in sys.argv[3:]:
+    f, _, args = mod.PIECES[piece]
+    f.compile(tuple(args))
+"""
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether numba's on-disk cache has an index for ``dispatcher`` (it was compiled before)."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:             # another numba: say cached, so nothing is started
+        return True
+
+
+def compile_elsewhere(module: str, pieces) -> subprocess.Popen | None:
+    """Start a Python process that compiles ``module.PIECES[p]`` for ``p`` in ``pieces`` into numba's
+    cache (``None`` if it cannot start). Call ``.wait()`` before loading them."""
+    if not pieces:
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-c", _CHILD, _PACKAGE_ROOT, module, *pieces],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def native_address(dispatcher, argtypes: tuple) -> int:
+    """The address of ``dispatcher``'s native function for ``argtypes`` (compiled, or loaded from
+    numba's cache, here)."""
+    dispatcher.compile(tuple(argtypes))
+    cres = dispatcher.overloads[tuple(argtypes)]
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, types.Array) and isinstance(b, types.Array):
+        return a.dtype == b.dtype and a.ndim == b.ndim
+    return a == b
+
+
+def _check(name: str, argtypes: tuple, given: tuple) -> None:
+    if len(given) != len(argtypes) or not all(_same(a, b) for a, b in zip(argtypes, given)):
+        raise TypingError(f"{name}: called with {given}, declared {argtypes}")
+
+
+def _emit_call(context, builder, restype, argtypes, address, args):
+    fnty = context.call_conv.get_function_type(restype, argtypes)
+    fn = builder.inttoptr(address, fnty.as_pointer())
+    vals = cgutils.unpack_tuple(builder, args, len(argtypes))
+    return context.call_conv.call_function(builder, fn, restype, argtypes, vals)
+
+
+def propagating_caller(name: str, restype, argtypes: tuple):
+    """An intrinsic ``call(address, args_tuple) -> restype``; an exception raised in the callee
+    propagates to the caller unchanged (type and message)."""
+    argtypes = tuple(argtypes)
+
+    @intrinsic
+    def call(typingctx, address, args):
+        _check(name, argtypes, tuple(args.types))
+
+        def codegen(context, builder, sig, llargs):
+            status, res = _emit_call(context, builder, restype, argtypes, llargs[0], llargs[1])
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            return res
+        return restype(address, args), codegen
+    return call
+
+
+def flagging_caller(name: str, restype, argtypes: tuple, build_args=None):
+    """An intrinsic ``call(address, args) -> (ok, result)``, for C functions that cannot raise:
+    ``ok`` is false when the callee raised (``result`` is then a null placeholder).
+
+    With ``build_args(context, builder, args_value) -> [llvm values]`` the intrinsic takes any
+    single value ``args`` and builds the callee's arguments from it (e.g. from a pointer)."""
+    argtypes = tuple(argtypes)
+    result = types.Tuple((types.boolean, restype))
+
+    @intrinsic
+    def call(typingctx, address, args):
+        if build_args is None:
+            _check(name, argtypes, tuple(args.types))
+
+        def codegen(context, builder, sig, llargs):
+            fnty = context.call_conv.get_function_type(restype, argtypes)
+            if build_args is None:
+                vals = cgutils.unpack_tuple(builder, llargs[1], len(argtypes))
+            else:
+                vals = build_args(context, builder, llargs[1])
+            fn = builder.inttoptr(llargs[0], fnty.as_pointer())
+            status, res = context.call_conv.call_function(builder, fn, restype, argtypes, vals)
+            out = cgutils.alloca_once_value(builder, context.get_constant_null(restype))
+            with builder.if_then(status.is_ok, likely=True):
+                builder.store(res, out)
+            return context.make_tuple(builder, result, (status.is_ok, builder.load(out)))
+        return result(address, args), codegen
+    return call
+
+
+def int64_at(builder, base, k: int):
+    """``base[k]`` of an ``int64*``."""
+    return builder.load(builder.gep(base, [ir.Constant(ir.IntType(64), k)]))
