@@ -11,7 +11,8 @@ in the joint PyMC model's unconstrained parametrisation (same priors, same Jacob
 are evaluated on the blocked Cholesky factor the REML engine uses (first term's levels
 as independent small blocks, the rest as a dense Schur complement), by numba kernels
 compiled once per installation (:mod:`bayesmixed.bayes._collapsed_kernels`) and handed
-to nutpie through its public ``from_pyfunc`` interface. A dense part larger than
+to nutpie as C functions (:mod:`bayesmixed.bayes._native`; its public ``from_pyfunc``
+interface when that is unavailable). A dense part larger than
 ``SMALL_DENSE`` is factored and inverted by LAPACK called from kernels that release the GIL
 (:mod:`bayesmixed.bayes._collapsed_large`), so nutpie's chain threads use every core. After
 sampling, b and beta are drawn exactly from their conditional normal at every draw.
