@@ -84,10 +84,9 @@ def _check(name: str, argtypes: tuple, given: tuple) -> None:
         raise TypingError(f"{name}: called with {given}, declared {argtypes}")
 
 
-def _emit_call(context, builder, restype, argtypes, address, args):
+def _emit_call(context, builder, restype, argtypes, address, vals):
     fnty = context.call_conv.get_function_type(restype, argtypes)
     fn = builder.inttoptr(address, fnty.as_pointer())
-    vals = cgutils.unpack_tuple(builder, args, len(argtypes))
     return context.call_conv.call_function(builder, fn, restype, argtypes, vals)
 
 
@@ -101,7 +100,8 @@ def propagating_caller(name: str, restype, argtypes: tuple):
         _check(name, argtypes, tuple(args.types))
 
         def codegen(context, builder, sig, llargs):
-            status, res = _emit_call(context, builder, restype, argtypes, llargs[0], llargs[1])
+            vals = cgutils.unpack_tuple(builder, llargs[1], len(argtypes))
+            status, res = _emit_call(context, builder, restype, argtypes, llargs[0], vals)
             with cgutils.if_unlikely(builder, status.is_error):
                 context.call_conv.return_status_propagate(builder, status)
             return res
@@ -113,8 +113,8 @@ def flagging_caller(name: str, restype, argtypes: tuple, build_args=None):
     """An intrinsic ``call(address, args) -> (ok, result)``, for C functions that cannot raise:
     ``ok`` is false when the callee raised (``result`` is then a null placeholder).
 
-    With ``build_args(context, builder, args_value) -> [llvm values]`` the intrinsic takes any
-    single value ``args`` and builds the callee's arguments from it (e.g. from a pointer)."""
+    ``args`` is the tuple of arguments, or with ``build_args(context, builder, args_value) ->
+    [llvm values]`` any value the callee's arguments are built from (e.g. a pointer)."""
     argtypes = tuple(argtypes)
     result = types.Tuple((types.boolean, restype))
 
@@ -124,13 +124,11 @@ def flagging_caller(name: str, restype, argtypes: tuple, build_args=None):
             _check(name, argtypes, tuple(args.types))
 
         def codegen(context, builder, sig, llargs):
-            fnty = context.call_conv.get_function_type(restype, argtypes)
             if build_args is None:
                 vals = cgutils.unpack_tuple(builder, llargs[1], len(argtypes))
             else:
                 vals = build_args(context, builder, llargs[1])
-            fn = builder.inttoptr(llargs[0], fnty.as_pointer())
-            status, res = context.call_conv.call_function(builder, fn, restype, argtypes, vals)
+            status, res = _emit_call(context, builder, restype, argtypes, llargs[0], vals)
             out = cgutils.alloca_once_value(builder, context.get_constant_null(restype))
             with builder.if_then(status.is_ok, likely=True):
                 builder.store(res, out)

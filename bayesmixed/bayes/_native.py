@@ -29,8 +29,9 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
+
+from bayesmixed.bayes._addrcall import flagging_caller, int64_at
 
 __all__ = ["NativeDensity", "nutpie_model", "SPECS"]
 
@@ -39,7 +40,7 @@ LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPointe
 EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double),
                          types.voidptr)
 _RESULT = types.Tuple((types.float64, types.Array(types.float64, 1, "C")))
-_CALLED = types.Tuple((types.boolean, types.float64, types.Array(types.float64, 1, "C")))
+_X = types.Array(types.float64, 1, "C")
 SLOT = 4                                     # int64 slots per argument: value or pointer, then up to 3 dims
 _FAILED = 4                                  # nutpie: a recoverable failure (the point is rejected)
 
@@ -74,39 +75,22 @@ def _argument(context, builder, slot, code: str):
     return ary._getvalue()
 
 
-def _caller(codes: list[str]):
-    """An intrinsic ``call(user_data, x) -> (ok, value, gradient)``: the kernel at ``user_data[0]``
-    called (numba's calling convention) with ``x`` and the arguments ``codes`` describe, read from
-    ``user_data``. ``ok`` is false when the kernel raised (value and gradient are then empty).
-    Everything is generated here, in one step: the C function types nothing per argument."""
-    argtys = tuple(_TYPES[c] for c in codes)
+def _caller(name: str):
+    """An intrinsic ``call(address, (user_data, x)) -> (ok, (value, gradient))``: the kernel at
+    ``address`` called with ``x`` and the arguments ``SPECS[name]`` describes, read from
+    ``user_data``; ``ok`` is false when the kernel raised. Everything is generated here, in
+    one step: the C function types nothing per argument."""
+    codes = SPECS[name]
 
-    @intrinsic
-    def call(typingctx, user_data, x):
-        fargs = (x, *argtys)
-
-        def codegen(context, builder, sig, llargs):
-            base = builder.bitcast(llargs[0], ir.IntType(64).as_pointer())
-
-            def at(k):
-                return builder.load(builder.gep(base, [ir.Constant(ir.IntType(64), k)]))
-            vals = [llargs[1]]
-            for j, code in enumerate(codes):
-                o = 1 + SLOT * j
-                vals.append(_argument(context, builder, lambda d, o=o: at(o + d), code))
-            fnty = context.call_conv.get_function_type(_RESULT, fargs)
-            fn = builder.inttoptr(at(0), fnty.as_pointer())
-            status, res = context.call_conv.call_function(builder, fn, _RESULT, fargs, vals)
-            out = cgutils.alloca_once_value(builder, context.get_constant_null(_RESULT))
-            with builder.if_then(status.is_ok, likely=True):
-                builder.store(res, out)
-            value, grad = cgutils.unpack_tuple(builder, builder.load(out), 2)
-            return context.make_tuple(builder, _CALLED, (status.is_ok, value, grad))
-        return _CALLED(user_data, x), codegen
-    return call
+    def build(context, builder, value):
+        user_data, x = cgutils.unpack_tuple(builder, value, 2)
+        base = builder.bitcast(user_data, ir.IntType(64).as_pointer())
+        return [x] + [_argument(context, builder, lambda d, o=1 + SLOT * j: int64_at(builder, base, o + d), code)
+                      for j, code in enumerate(codes)]
+    return flagging_caller(name, _RESULT, (_X, *(_TYPES[c] for c in codes)), build_args=build)
 
 
-_call_one, _call_small, _call_joint = (_caller(SPECS[n]) for n in ("one", "small", "joint"))
+_call_one, _call_small, _call_joint = (_caller(n) for n in ("one", "small", "joint"))
 
 
 @numba.njit(inline="always")
@@ -124,18 +108,18 @@ def _store(dim, v, gr, g_, lp_):  # pragma: no cover - compiled
 
 
 def _one(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ok, v, gr = _call_one(ud_, numba.carray(x_, (dim,)))
-    return _store(dim, v, gr, g_, lp_) if ok else _FAILED      # not ok: the kernel raised, reject the point
+    ok, res = _call_one(numba.carray(ud_, (1,), np.int64)[0], (ud_, numba.carray(x_, (dim,))))
+    return _store(dim, res[0], res[1], g_, lp_) if ok else _FAILED      # not ok: the kernel raised, reject the point
 
 
 def _small(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ok, v, gr = _call_small(ud_, numba.carray(x_, (dim,)))
-    return _store(dim, v, gr, g_, lp_) if ok else _FAILED
+    ok, res = _call_small(numba.carray(ud_, (1,), np.int64)[0], (ud_, numba.carray(x_, (dim,))))
+    return _store(dim, res[0], res[1], g_, lp_) if ok else _FAILED
 
 
 def _joint(dim, x_, g_, lp_, ud_):  # pragma: no cover - compiled
-    ok, v, gr = _call_joint(ud_, numba.carray(x_, (dim,)))
-    return _store(dim, v, gr, g_, lp_) if ok else _FAILED
+    ok, res = _call_joint(numba.carray(ud_, (1,), np.int64)[0], (ud_, numba.carray(x_, (dim,))))
+    return _store(dim, res[0], res[1], g_, lp_) if ok else _FAILED
 
 
 def _expand(dim, nexp, x_, out_, ud_):  # pragma: no cover - compiled
