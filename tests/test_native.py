@@ -57,7 +57,8 @@ def test_collapsed_c_function_equals_the_kernel(formula, name):
 def test_joint_c_function_equals_the_kernel(formula, family, link):
     m = bm.Model(formula, _data(), family=family, link=link)
     jd = J.prepare_joint(m.design, m.priors)
-    dens = NativeDensity("joint", _joint_kernels.joint_logp_grad, tuple(jd.args), J.initial_point(jd, 0))
+    dens = NativeDensity("joint", _joint_kernels.joint_logp_grad, _joint_kernels.kernel_args(tuple(jd.args)),
+                         J.initial_point(jd, 0))
     rng = np.random.default_rng(3)
     for _ in range(3):
         x = J.initial_point(jd, 0) + rng.normal(size=jd.ndim) * 0.1
@@ -120,3 +121,36 @@ def test_rejected_points_become_divergences():
     jd = J.prepare_joint(m.design, m.priors)
     x, div = _draws(J.compile_nutpie(jd))
     assert np.isfinite(x).all() and x.shape[:2] == (2, 60)
+
+
+def test_pieces_compiled_by_a_second_process_with_empty_caches(tmp_path):
+    """With an empty numba cache and an idle core, two pieces of the one-term kernel are compiled
+    by a second process; the kernel then gives the same value as in this process."""
+    import os
+    import subprocess
+    import sys
+
+    cd, kernel, args = _collapsed("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+    x = C.initial_point(cd, 4)
+    ref = C.collapsed_logp_and_grad(cd, x)
+    code = f"""
+import numpy as np, bayesmixed as bm
+import bayesmixed.bayes._addrcall as A
+from bayesmixed.bayes import collapsed as C
+started = []
+A._idle_core = lambda: True
+spawn = A.compile_elsewhere
+A.compile_elsewhere = lambda *a: started.append(a) or spawn(*a)
+m = bm.Model("Reaction ~ Days + (Days | Subject)", bm.load_dataset("sleepstudy"))
+cd = C.prepare(m.design, m.priors)
+lp, g = C.collapsed_logp_and_grad(cd, np.array({list(x)!r}))
+print("+".join(started[0][1]), repr(lp), repr(list(g)))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pieces, lp, g = out.stdout.strip().split(" ", 2)
+    assert pieces == "schur+grad"
+    assert float(lp) == ref[0]
+    np.testing.assert_array_equal(np.array(eval(g)), ref[1])
+    assert any("_schur_one" in p.name for p in tmp_path.rglob("*.nbi"))

@@ -18,13 +18,17 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["compile_elsewhere", "is_cached", "native_address", "propagating_caller", "flagging_caller"]
+from bayesmixed._threads import available_cores, other_runnable
+
+__all__ = ["compile_elsewhere", "is_cached", "native_address", "piece_addresses", "propagating_caller",
+           "flagging_caller"]
 
 # run by compile_elsewhere: import the kernel module without the package's heavy __init__
 # (pandas, scipy, formulaic: a second or more) and compile the named pieces into the cache
@@ -43,6 +47,10 @@ for piece in sys.argv[3:]:
     f.compile(tuple(args))
 """
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _idle_core() -> bool:
+    return available_cores() - other_runnable() >= 2
 
 
 def is_cached(dispatcher) -> bool:
@@ -65,12 +73,41 @@ def compile_elsewhere(module: str, pieces) -> subprocess.Popen | None:
         return None
 
 
-def native_address(dispatcher, argtypes: tuple) -> int:
+def native_address(dispatcher, argtypes: tuple, restype=None) -> int:
     """The address of ``dispatcher``'s native function for ``argtypes`` (compiled, or loaded from
-    numba's cache, here)."""
+    numba's cache, here); ``TypeError`` if it does not return ``restype``."""
     dispatcher.compile(tuple(argtypes))
     cres = dispatcher.overloads[tuple(argtypes)]
+    if restype is not None and cres.signature.return_type != restype:
+        raise TypeError(f"{dispatcher.__name__} returns {cres.signature.return_type}, declared {restype}")
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+
+
+_ADDRESSES: dict = {}
+
+
+def piece_addresses(module: str, pieces: dict, in_child: tuple = (), meanwhile=None) -> np.ndarray:
+    """The native addresses of ``pieces`` (``{name: (dispatcher, restype, argtypes)}`` of the
+    kernel module ``module``), in their order; each compiled or loaded once per process.
+
+    With numba's cache empty for all of ``in_child`` (the first fit after installing) and a
+    core idle right now (on a busy machine a second process only slows both), a second
+    Python process compiles those while this one compiles the others and runs
+    ``meanwhile()`` (e.g. compiling the caller, which needs no address to compile); the
+    results come through the cache. If that process fails, this one compiles them as usual.
+    """
+    if module not in _ADDRESSES:
+        child = None
+        if in_child and not any(is_cached(pieces[n][0]) for n in in_child) and _idle_core():
+            child = compile_elsewhere(module, in_child)
+        found = {name: native_address(f, args, res) for name, (f, res, args) in pieces.items() if name not in in_child}
+        if meanwhile is not None:
+            meanwhile()
+        if child is not None:
+            child.wait()
+        found.update({n: native_address(pieces[n][0], pieces[n][2], pieces[n][1]) for n in in_child})
+        _ADDRESSES[module] = np.array([found[n] for n in pieces], dtype=np.int64)
+    return _ADDRESSES[module]
 
 
 def _same(a, b) -> bool:

@@ -22,11 +22,12 @@ import numba
 import numpy as np
 from numba import types
 
-from bayesmixed.bayes._addrcall import compile_elsewhere, is_cached, native_address, propagating_caller
+from bayesmixed.bayes._addrcall import piece_addresses, propagating_caller
 from bayesmixed.bayes._collapsed_hyper import _log_sigmoid, positive_prior
 from bayesmixed.bayes._collapsed_kernels import logp_grad_small
 
 LOG2PI = math.log(2.0 * math.pi)
+_NO_DRAW = np.zeros(0)
 # called from compiled code only: no CPython or C wrapper to generate (less to compile)
 _INTERNAL = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
@@ -345,33 +346,16 @@ PIECES = {
 }
 _hyper_at, _schur_at, _solve_at, _grad_at = (propagating_caller(name, res, args)
                                              for name, (_, res, args) in PIECES.items())
-_ADDRESSES: list = []
 # with empty caches a second process compiles these two pieces while this one compiles the others
-_CHILD_PIECES = ("schur", "grad")
+_IN_CHILD = ("schur", "grad")
 
 
-def piece_addresses() -> np.ndarray:
-    """The pieces' native addresses, in :data:`PIECES` order (each compiled or loaded once).
-
-    With numba's cache empty for them (the first fit after installing), two of the four
-    pieces are compiled by a second Python process at the same time (both cores; about 1 s
-    sooner on an idle machine); its results reach this process through the cache. If that
-    process fails, this one compiles them as usual.
-    """
-    if not _ADDRESSES:
-        cold = [n for n in _CHILD_PIECES if not is_cached(PIECES[n][0])]
-        child = compile_elsewhere(__name__, cold) if len(cold) == len(_CHILD_PIECES) else None
-        addresses = {}
-        for name, (f, _, args) in PIECES.items():
-            if name not in _CHILD_PIECES:
-                addresses[name] = native_address(f, args)
-        if child is not None:
-            child.wait()
-        for name in _CHILD_PIECES:
-            f, _, args = PIECES[name]
-            addresses[name] = native_address(f, args)
-        _ADDRESSES.append(np.array([addresses[n] for n in PIECES], dtype=np.int64))
-    return _ADDRESSES[0]
+def _addresses(args: tuple) -> np.ndarray:
+    """:func:`~bayesmixed.bayes._addrcall.piece_addresses` of the four pieces; ``logp_grad_one``
+    for ``args`` (without ``x`` and the addresses) compiles meanwhile."""
+    def compile_caller():
+        logp_grad_one.compile(tuple(numba.typeof(a) for a in (np.zeros(1), np.zeros(1, dtype=np.int64), *args)))
+    return piece_addresses(__name__, PIECES, _IN_CHILD, compile_caller)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -379,7 +363,7 @@ def logp_grad_one(x, addr, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code,
                   vals, A22, n, sumlogw, z):  # pragma: no cover - compiled
     """Log density and gradient of a one-term model (``logp_grad_small``'s, its arguments for one term).
 
-    ``addr``: :func:`piece_addresses` (the four pieces are called through their addresses,
+    ``addr``: the native addresses of :data:`PIECES` (the four pieces are called through their addresses,
     not compiled into this function). With a non-empty ``z`` it draws instead:
     ``(sigma, [theta, C])`` as ``logp_grad_small``.
     """
@@ -412,6 +396,6 @@ def small_kernel(cd):
     tk, _, tcorr, _, _, _, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par = cd.args_hyper
     data = (cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
     if len(tk) == 1:
-        return logp_grad_one, (piece_addresses(), int(tk[0]), int(tcorr[0]), sd_code, sd_par, cpc_beta, cpc_c0,
-                               sig_code, sig_par, *data)
+        args = (int(tk[0]), int(tcorr[0]), sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, *data, _NO_DRAW)
+        return logp_grad_one, (_addresses(args), *args[:-1])
     return logp_grad_small, (*cd.args_hyper, *data)

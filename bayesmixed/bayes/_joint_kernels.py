@@ -13,7 +13,9 @@ import math
 
 import numba
 import numpy as np
+from numba import types
 
+from bayesmixed.bayes._addrcall import piece_addresses, propagating_caller
 from bayesmixed.bayes._collapsed_hyper import hyper_backward, hyper_forward, positive_prior
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -102,11 +104,32 @@ def row_loglik(fam, link, y, n, w, eta, aux):  # pragma: no cover - compiled
     return ll, w * r / s2 * dmu, -1.0 / aux + w * r * r / (s2 * aux)
 
 
+_F1, _F2 = types.Array(types.float64, 1, "C"), types.Array(types.float64, 2, "C")
+_I1, _I8, _D = types.Array(types.int64, 1, "C"), types.int64, types.float64
+# the hyperparameters' forward and backward pass, called through their addresses (not compiled
+# into joint_logp_grad: with empty caches a second process compiles them meanwhile)
+PIECES = {
+    "forward": (hyper_forward, types.Tuple((_D, _F1, _D)),
+                (_F1, _I1, _I1, _I1, _I1, _I1, _F2, _F1, _F1, _I8, _F1, _F1, _F1, _F1)),
+    "backward": (hyper_backward, types.none, (_F1, _F1, _I1, _I1, _I1, _I1, _I1, _F2, _F1, _F1, _F1, _F1)),
+}
+_forward_at, _backward_at = (propagating_caller(name, res, args) for name, (_, res, args) in PIECES.items())
+
+
+def kernel_args(args: tuple) -> tuple:
+    """``(addresses, *args)``: what :func:`joint_logp_grad` takes after ``x`` (the pieces' native
+    addresses, compiled or loaded once; ``joint_logp_grad`` compiles meanwhile)."""
+    def compile_caller():
+        joint_logp_grad.compile(tuple(numba.typeof(a) for a in (np.zeros(1), np.zeros(1, dtype=np.int64), *args)))
+    return (piece_addresses(__name__, PIECES, ("forward",), compile_caller), *args)
+
+
 @numba.njit(cache=True, nogil=True)
-def joint_logp_grad(x, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f_sd, XZ, zcol, codes, tk,
+def joint_logp_grad(x, addr, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f_sd, XZ, zcol, codes, tk,
                     tl, tz, hx, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, aux_code,
                     aux_par):  # pragma: no cover - compiled
-    """Log density and gradient of the non-centred joint model at unconstrained ``x``.
+    """Log density and gradient of the non-centred joint model at unconstrained ``x``
+    (``addr``: the native addresses of :data:`PIECES`, see :func:`kernel_args`).
 
     ``x`` = fixed coefficients (``Xf`` columns: the centred intercept first when there
     is one), then ``z_<t>`` of every term (levels x columns, row-major, at ``tz[t]``),
@@ -128,8 +151,8 @@ def joint_logp_grad(x, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f
     C = np.zeros(nc)
     zs = np.empty(max(ncpc, 1))
     rem = np.empty(max(ncpc, 1))
-    lp, gh, aux = hyper_forward(xh, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, aux_code, aux_par,
-                                C, zs, rem)
+    lp, gh, aux = _forward_at(addr[0], (xh, tk, tcorr, tx, tc, sd_code, sd_par, cpc_beta, cpc_c0, aux_code, aux_par,
+                                        C, zs, rem))
     g = np.zeros(nx)
     p = Xf.shape[1]
     for j in range(p):
@@ -170,7 +193,7 @@ def joint_logp_grad(x, fam, link, has_aux, y, ntr, w, const, offset, Xf, f_mu, f
                 for b in range(a + 1):
                     g[zo + b] += C[c0 + a * k + b] * gb
                     gC[c0 + a * k + b] += gb * x[zo + b]
-    hyper_backward(xh, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gh)
+    _backward_at(addr[1], (xh, gC, tk, tcorr, tx, tc, sd_code, sd_par, C, zs, rem, gh))
     if has_aux:
         _, _, _, dsdx = positive_prior(aux_code, aux_par, xh[nh - 1])
         gh[nh - 1] += gaux * dsdx

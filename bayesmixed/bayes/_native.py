@@ -48,7 +48,7 @@ _FAILED = 4                                  # nutpie: a recoverable failure (th
 SPECS = {
     "one": "i1 i i i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
     "small": "i1 i1 i1 i1 i1 i1 i1 f2 f1 f1 i f1 f1 f3 i1 i1 f2 f2 d d f1".split(),
-    "joint": "i i i f1 f1 f1 f1 f1 f2 f1 f1 f2 i1 i2 i1 i1 i1 i i1 i1 i1 i1 f2 f1 f1 i f1".split(),
+    "joint": "i1 i i i f1 f1 f1 f1 f1 f2 f1 f1 f2 i1 i2 i1 i1 i1 i i1 i1 i1 i1 f2 f1 f1 i f1".split(),
 }
 _TYPES = {"i": types.int64, "d": types.float64}
 _TYPES.update({f"{c}{nd}": types.Array(dt, nd, "C") for c, dt in (("f", types.float64), ("i", types.int64))

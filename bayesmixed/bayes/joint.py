@@ -183,7 +183,7 @@ def joint_logp_and_grad(jd: JointDesign, x) -> tuple[float, np.ndarray]:
     >>> bool(np.isfinite(lp)), g.shape
     (True, (20,))
     """
-    return K.joint_logp_grad(np.ascontiguousarray(x, dtype=float), *jd.args)
+    return K.joint_logp_grad(np.ascontiguousarray(x, dtype=float), *K.kernel_args(jd.args))
 
 
 def _value_name(base: str, names) -> list[str]:
@@ -253,8 +253,8 @@ def compile_nutpie(jd: JointDesign, native: bool = True):
     import nutpie
 
     if native:
-        model = nutpie_model("joint", K.joint_logp_grad, tuple(jd.args), initial_point(jd, 0), list(jd.names),
-                             "param", lambda seed: initial_point(jd, seed))
+        model = nutpie_model("joint", K.joint_logp_grad, K.kernel_args(tuple(jd.args)), initial_point(jd, 0),
+                             list(jd.names), "param", lambda seed: initial_point(jd, seed))
         if model is not None:
             return model
 
