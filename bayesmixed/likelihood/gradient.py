@@ -26,13 +26,17 @@ than BOBYQA. Smaller models keep lme4's optimizer (BOBYQA).
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import numpy as np
 import scipy.linalg as sla
 
 from bayesmixed._threads import blas_threads_for
 from bayesmixed.design.spec import MixedDesign
-from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa, minimize_lbfgsb
+from bayesmixed.likelihood.optimize import OptResult, minimize_bobyqa, minimize_lbfgsb, minimize_newton
 from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
+from bayesmixed.likelihood.subsample import subsample_design, worth_subsampling
 
 GRADIENT_MIN_Q = 1000      # random-effects columns from which the gradient path pays
 BOUNDARY_TOL = 1e-4        # a theta this close to its bound of 0 is checked by BOBYQA (lme4's isSingular tol)
@@ -76,6 +80,8 @@ class ProfiledGradient:
         self.n_v = s.q_rest + (s.p if dev.reml else 0)
         self.n_grads = 0
         self._last: tuple = (None, 0.0, None, None)
+        self.best: tuple = (np.inf, None)             # lowest criterion seen and its theta
+        self.hessians: list = []                      # (theta, H) the optimizer computed (gradient_hessian)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
@@ -85,6 +91,8 @@ class ProfiledGradient:
         self.n_grads += 1
         g = self.gradient(st)
         self._last = (theta.copy(), st.deviance, g, st)
+        if st.deviance < self.best[0]:
+            self.best = (st.deviance, theta.copy())
         return st.deviance, g.copy()
 
     def state_at(self, theta: np.ndarray) -> PLSState | None:
@@ -108,11 +116,7 @@ class ProfiledGradient:
         sc = np.ones(n_v)
         for i, (start, t) in enumerate(zip(s._starts, s.rest)):
             sc[start : start + t.q] = theta[s._theta_slices[i + 1]][0]
-        Vs = F.trace_V * sc[:, None]
-        Vs *= sc[None, :]                                     # upper triangle of B D^-2 B' / t1^2 * t1^2
-        SinvT = Sinv.T                                        # upper triangle holds the inverse
-        tr = 2.0 * float(np.einsum("ij,ij->", Vs, SinvT)) - float(np.diagonal(Vs) @ np.diagonal(SinvT))
-        out[0] -= tr
+        out[0] -= _upper_trace(F.trace_V, Sinv.T, sc)         # B D^-2 B' = diag(sc) V diag(sc)
         dS = np.diagonal(Sinv)
         for i, (start, t) in enumerate(zip(s._starts, s.rest)):
             out[i + 1] = t.q - float(dS[start : start + t.q].sum())
@@ -136,6 +140,29 @@ class ProfiledGradient:
         return g
 
 
+def _upper_trace(V: np.ndarray, W: np.ndarray, sc: np.ndarray, rows: int = 256) -> float:
+    """``sum((diag(sc) V diag(sc)) * W)`` over two symmetric matrices given by their upper triangles.
+
+    ``W``'s strict lower triangle is zero (the inverse from ``potri``, transposed), so each
+    row block's full product counts the upper triangle once; the diagonal is then taken
+    once off the doubled sum. Row blocks: no ``m x m`` temporary.
+
+    Examples
+    --------
+    >>> A = np.array([[2.0, 1.0], [0.0, 3.0]]); B = np.array([[1.0, 4.0], [0.0, 5.0]])
+    >>> full = lambda U: np.triu(U) + np.triu(U, 1).T
+    >>> sc = np.array([0.5, 2.0])
+    >>> _upper_trace(A, B, sc), float(np.sum(np.outer(sc, sc) * full(A) * full(B)))
+    (68.5, 68.5)
+    """
+    total = 0.0
+    for a in range(0, V.shape[0], rows):
+        blk = V[a : a + rows] * W[a : a + rows]
+        total += float(sc[a : a + rows] @ (blk @ sc))
+    diag = np.diagonal(V) * np.diagonal(W)
+    return 2.0 * total - float(diag @ (sc * sc))
+
+
 def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Gradient at ``theta`` and the Hessian by forward differences of the analytic gradient.
 
@@ -145,6 +172,10 @@ def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.nda
     third derivative, is far below what the check (a scaled gradient of 2e-3) can notice,
     and there is no round-off from differencing the criterion twice.
 
+    When the optimizer (``minimize_newton``) already computed this Hessian at a point
+    within ``delta`` of ``theta`` in every component (``fg.hessians``), that one is used:
+    it differs from the Hessian at ``theta`` by no more than the differences' own error.
+
     Examples
     --------
     >>> fg = lambda x: (float(x @ x), 2 * x * np.array([1.0, 3.0]))
@@ -153,18 +184,77 @@ def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.nda
     ([2.0, 12.0], [[2.0, 0.0], [0.0, 6.0]])
     """
     theta = np.asarray(theta, dtype=float)
-    k = theta.size
     g = np.asarray(fg(theta)[1], dtype=float)
+    for x, H in reversed(getattr(fg, "hessians", [])):
+        if x.shape == theta.shape and np.max(np.abs(x - theta)) <= delta:
+            return g, H
+    return g, fd_hessian(fg, theta, g, delta)
+
+
+def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4) -> np.ndarray:
+    """Symmetrised forward differences ``(grad(theta + delta e_i) - g) / delta``: ``k`` evaluations.
+
+    Examples
+    --------
+    >>> fg = lambda x: (0.0, np.array([2 * x[0] + x[1], x[0] + 6 * x[1]]))
+    >>> np.round(fd_hessian(fg, np.array([1.0, 2.0]), np.array([4.0, 13.0])), 8).tolist()
+    [[2.0, 1.0], [1.0, 6.0]]
+    """
+    k = theta.size
     H = np.empty((k, k))
     for i in range(k):
         e = np.zeros(k)
         e[i] = delta
-        H[:, i] = (np.asarray(fg(theta + e)[1]) - g) / delta
-    return g, (H + H.T) / 2.0
+        H[:, i] = (np.asarray(fg(theta + e)[1], dtype=float) - g) / delta
+    return (H + H.T) / 2.0
 
 
 def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
                       lower: np.ndarray) -> OptResult:
+    """Newton from a subsample's optimum for large designs, else L-BFGS-B; BOBYQA at the boundary.
+
+    A design large enough (``subsample.worth_subsampling``) is first fitted on a subsample of
+    its levels (``subsample.py``); from that optimum, when it is inside the bounds, Newton's
+    method with finite-difference Hessians of the analytic gradient (``minimize_newton``)
+    usually converges in five or six evaluations and leaves a Hessian near the optimum
+    for the convergence check (:func:`gradient_hessian`). If it gives up, or for other
+    designs, L-BFGS-B continues from the best point (:func:`_lbfgsb_bobyqa`).
+    """
+    start = _subsample_start(dev) if worth_subsampling(dev.design) else None
+    if start is None:
+        return _lbfgsb_bobyqa(dev, fg, x0, lower)
+    n0 = fg.n_grads
+    try:
+        res, fg.hessians = minimize_newton(fg, start, lower, fd_hessian)
+    except np.linalg.LinAlgError:
+        res = None
+    if res is not None and not np.any(_on_boundary(res.x, lower)):
+        return res
+    spent = fg.n_grads - n0
+    runs = _lbfgsb_bobyqa(dev, fg, fg.best[1] if fg.best[1] is not None else start, lower)
+    return dataclasses.replace(runs, n_evals=runs.n_evals + spent,
+                               status="Newton (gave up), then " + runs.status)
+
+
+def _subsample_start(dev: ProfiledDeviance) -> np.ndarray | None:
+    """The optimum of the model on a subsample of its levels, when inside the bounds (else None)."""
+    sub = subsample_design(dev.design)
+    if sub is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                 # the subsample's fit is not the user's
+            sdev = ProfiledDeviance(sub, reml=dev.reml)
+            res = _lbfgsb_bobyqa(sdev, ProfiledGradient(sdev), sub.theta0, sub.lower)
+    except Exception:  # noqa: BLE001 - a failed start must not fail the fit: lme4's start then
+        return None
+    if not np.all(np.isfinite(res.x)) or np.any(_on_boundary(res.x, sub.lower)):
+        return None
+    return res.x
+
+
+def _lbfgsb_bobyqa(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
+                   lower: np.ndarray) -> OptResult:
     """L-BFGS-B with the analytic gradient; BOBYQA from its optimum when that is on the boundary.
 
     The criterion is even in each scalar ``theta_i``, so its gradient vanishes at

@@ -148,3 +148,103 @@ def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray 
                       "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
     status = "success" if res.status == 0 else str(res.message)
     return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs)
+
+
+def minimize_newton(fg, x0: np.ndarray, lower: np.ndarray, hessian, *, xtol: float = 1e-7,
+                    refresh: float = 1e-4, maxiter: int = 30) -> tuple[OptResult | None, list]:
+    """Newton's method with finite-difference Hessians for a start near the optimum; ``None`` if it fails.
+
+    ``fg(x) -> (f, grad)`` with an exact gradient; ``hessian(fg, x, g) -> H`` a Hessian at
+    x from ``fg`` (e.g. forward differences of the gradient: ``gradient.fd_hessian``; its
+    evaluations count). Steps are
+    ``-H^{-1} g`` with a backtracking line search; ``H`` is updated by BFGS between
+    steps and computed afresh at the first point whose Newton step is below ``refresh``
+    (then the convergence is quadratic, and that Hessian is close to the optimum's). It
+    stops when the Newton step is below ``xtol`` in every component (the distance to the
+    optimum, to second order), without evaluating that last step.
+
+    Made for a start from a cheaper fit (``gradient.minimize_profiled``): it gives up
+    (``None``) when a Hessian is not positive definite, a step would cross a bound, or
+    the line search fails, and the caller continues with a safer method from the best
+    point. Also returns the Hessians computed, as ``(x, H)`` pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fg = lambda x: (float((x[0] - 2.0) ** 4 + (x[0] - 2.0) ** 2 + 3 * (x[1] - 1.0) ** 2),
+    ...                 np.array([4 * (x[0] - 2.0) ** 3 + 2 * (x[0] - 2.0), 6 * (x[1] - 1.0)]))
+    >>> def hess(fg, x, g):
+    ...     return np.diag([12 * (x[0] - 2.0) ** 2 + 2.0, 6.0])
+    >>> res, hessians = minimize_newton(fg, np.array([2.3, 1.2]), np.zeros(2), hess)
+    >>> res.x.round(8).tolist(), res.status, res.n_evals, len(hessians)
+    ([2.0, 1.0], 'success', 6, 2)
+    """
+    x = np.asarray(x0, dtype=float)
+    count = [0]
+
+    def counted(z):
+        count[0] += 1
+        return fg(z)
+
+    f, g = counted(x)
+    H = hessian(counted, x, g)
+    hessians = [(x.copy(), H)]
+    fresh = False                                      # H computed at a point with a small Newton step
+    for _ in range(maxiter):
+        p = _newton_step(H, g)
+        if p is None or not np.all(np.isfinite(p)):
+            return None, hessians
+        small = np.max(np.abs(p)) <= refresh
+        if small and not fresh:
+            H = hessian(counted, x, g)
+            hessians.append((x.copy(), H))
+            fresh = True
+            p = _newton_step(H, g)
+            if p is None:
+                return None, hessians
+        if np.max(np.abs(p)) <= xtol:
+            return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
+        if np.any(x + p < lower):
+            return None, hessians
+        step = _line_search(counted, x, f, g, p)
+        if step[0] is None:
+            if np.max(np.abs(p)) <= 1e3 * xtol:       # round-off of the criterion: as good as it gets
+                return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
+            return None, hessians
+        xn, fn, gn = step[:3]
+        s, y = xn - x, gn - g
+        x, f, g = xn, fn, gn
+        if s @ y > 0:
+            Hs = H @ s
+            H = H + np.outer(y, y) / (y @ s) - np.outer(Hs, Hs) / (s @ Hs)
+    return None, hessians
+
+
+def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """``-H^{-1} g`` by Cholesky; None when H is not positive definite."""
+    try:
+        R = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    return -np.linalg.solve(R.T, np.linalg.solve(R, g))
+
+
+def _line_search(fg, x, f, g, p, max_halvings: int = 8):
+    """Backtracking (Armijo) along p from a full step: ``(x, f, g)``, all None on failure.
+
+    A rise of the criterion by its round-off (``1e-14 |f|``) is accepted: near the optimum
+    the decrease a Newton step predicts can be smaller than that.
+    """
+    slope = float(g @ p)
+    slack = 1e-14 * abs(f)
+    t = 1.0
+    for _ in range(max_halvings + 1):
+        xn = x + t * p
+        try:
+            fn, gn = fg(xn)
+        except np.linalg.LinAlgError:
+            fn, gn = np.inf, None
+        if np.isfinite(fn) and fn <= f + 1e-4 * t * slope + slack:
+            return xn, fn, np.asarray(gn, dtype=float)
+        t *= 0.5
+    return None, None, None
