@@ -39,6 +39,7 @@ from bayesmixed.likelihood.pls import PLSState, ProfiledDeviance
 from bayesmixed.likelihood.subsample import subsample_design, worth_subsampling
 
 GRADIENT_MIN_Q = 1000      # random-effects columns from which the gradient path pays
+SUB_FTOL = 1e-10           # a subsample's fit (a start only) stops at this relative decrease
 BOUNDARY_TOL = 1e-4        # a theta this close to its bound of 0 is checked by BOBYQA (lme4's isSingular tol)
 _potri = sla.get_lapack_funcs("potri", (np.zeros(1),))
 
@@ -245,7 +246,7 @@ def _subsample_start(dev: ProfiledDeviance) -> np.ndarray | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")                 # the subsample's fit is not the user's
             sdev = ProfiledDeviance(sub, reml=dev.reml)
-            res = _lbfgsb_bobyqa(sdev, ProfiledGradient(sdev), sub.theta0, sub.lower)
+            res = _lbfgsb_bobyqa(sdev, ProfiledGradient(sdev), sub.theta0, sub.lower, ftol=SUB_FTOL)
     except Exception:  # noqa: BLE001 - a failed start must not fail the fit: lme4's start then
         return None
     if not np.all(np.isfinite(res.x)) or np.any(_on_boundary(res.x, sub.lower)):
@@ -254,7 +255,7 @@ def _subsample_start(dev: ProfiledDeviance) -> np.ndarray | None:
 
 
 def _lbfgsb_bobyqa(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
-                   lower: np.ndarray) -> OptResult:
+                   lower: np.ndarray, ftol: float = 1e-13) -> OptResult:
     """L-BFGS-B with the analytic gradient; BOBYQA from its optimum when that is on the boundary.
 
     The criterion is even in each scalar ``theta_i``, so its gradient vanishes at
@@ -263,13 +264,14 @@ def _lbfgsb_bobyqa(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
     When a component ends within ``BOUNDARY_TOL`` of 0, BOBYQA (lme4's optimizer, which
     samples the interior) continues from that point, and if it leaves the boundary,
     L-BFGS-B again from there (BOBYQA's own stopping rule can leave 1e-6 on the table in
-    a flat valley). The best point is returned, with every evaluation counted.
+    a flat valley). The best point is returned, with every evaluation counted. ``ftol``:
+    L-BFGS-B's relative decrease at which it stops (a subsample's start needs less).
     """
-    runs = [minimize_lbfgsb(fg, x0, lower)]
+    runs = [minimize_lbfgsb(fg, x0, lower, ftol=ftol)]
     if np.any(_on_boundary(runs[0].x, lower)):
         runs.append(minimize_bobyqa(dev, runs[0].x, lower))
         if not np.any(_on_boundary(runs[1].x, lower)):
-            runs.append(minimize_lbfgsb(fg, runs[1].x, lower))
+            runs.append(minimize_lbfgsb(fg, runs[1].x, lower, ftol=ftol))
     if len(runs) == 1:
         return runs[0]
     best = min(runs, key=lambda r: r.fun)
