@@ -195,6 +195,10 @@ def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.nda
 def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4) -> np.ndarray:
     """Symmetrised forward differences ``(grad(theta + delta e_i) - g) / delta``: ``k`` evaluations.
 
+    The first coordinate goes last: the steps along the others keep the first term's
+    theta, so the blocked system reuses the Schur product of the evaluation at ``theta``
+    (``_schur_cache``; it keeps one product of a large system).
+
     Examples
     --------
     >>> fg = lambda x: (0.0, np.array([2 * x[0] + x[1], x[0] + 6 * x[1]]))
@@ -203,7 +207,7 @@ def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4) -> np.
     """
     k = theta.size
     H = np.empty((k, k))
-    for i in range(k):
+    for i in [*range(1, k), 0]:
         e = np.zeros(k)
         e[i] = delta
         H[:, i] = (np.asarray(fg(theta + e)[1], dtype=float) - g) / delta
