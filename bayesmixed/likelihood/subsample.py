@@ -22,8 +22,7 @@ from bayesmixed.design.streamed import StreamedDesign
 
 SUB_ROWS = 400_000          # rows the subsample aims at
 SUB_REST_Q = 1_000          # most columns of the other terms (the dense Schur complement) in it
-MIN_ROWS = 2_000_000        # smaller designs fit from lme4's start (a subsample would not pay)
-MIN_REST_Q = 2_000          # ... unless their dense part is this large
+MIN_ROWS = 50_000           # smaller designs fit from lme4's start (too few rows to subsample)
 MIN_LEVELS = 50             # a term keeps at least this many levels (else the subsample is not used)
 SEED = 20261130             # the subsample is the same on every fit of a design
 
@@ -37,10 +36,7 @@ def worth_subsampling(design: MixedDesign) -> bool:
     >>> worth_subsampling(bm.Model("Yield ~ 1 + (1 | Batch)", bm.load_dataset("Dyestuff")).design)
     False
     """
-    if isinstance(design, StreamedDesign) or not design.reterms:
-        return False
-    q_rest = sum(t.q for t in design.reterms[1:])
-    return design.n >= MIN_ROWS or q_rest >= MIN_REST_Q
+    return not isinstance(design, StreamedDesign) and bool(design.reterms) and design.n >= MIN_ROWS
 
 
 def subsample_design(design: MixedDesign, rows: int | None = None, rest_q: int | None = None,
@@ -49,8 +45,8 @@ def subsample_design(design: MixedDesign, rows: int | None = None, rest_q: int |
 
     The other terms keep a share of their levels such that they have about ``rest_q``
     columns together (terms with at most ``rest_q / 10`` columns are kept whole), the
-    first term (most levels) a share such that about ``rows`` rows remain (defaults
-    ``SUB_REST_Q`` and ``SUB_ROWS``); levels without rows are dropped. None when some term
+    first term (most levels) a share such that about ``rows`` rows remain (defaults: a
+    third of the columns up to ``SUB_REST_Q``, an eighth of the rows up to ``SUB_ROWS``); levels without rows are dropped. None when some term
     would keep fewer than ``MIN_LEVELS`` levels (of more), or the subsample would not be much
     smaller than the design.
 
@@ -64,9 +60,9 @@ def subsample_design(design: MixedDesign, rows: int | None = None, rest_q: int |
     >>> sub.n < 8000, [t.n_levels for t in sub.reterms][1] < 150
     (True, True)
     """
-    rows = SUB_ROWS if rows is None else rows
-    rest_q = SUB_REST_Q if rest_q is None else rest_q
     terms = design.reterms
+    rows = min(SUB_ROWS, design.n // 8) if rows is None else rows
+    rest_q = min(SUB_REST_Q, sum(t.q for t in terms[1:]) // 3) if rest_q is None else rest_q
     rng = np.random.default_rng(seed)
     small = [t.q <= rest_q // 10 for t in terms[1:]]               # kept whole
     q_small = sum(t.q for t, sm in zip(terms[1:], small) if sm)
