@@ -21,7 +21,9 @@ terms' traces are sums of the diagonal of ``S^{-1}``.
 
 It is worth it for large models only: an evaluation with the gradient costs about two to
 three plain ones, and a gradient method (L-BFGS-B) needs three to four times fewer of them
-than BOBYQA. Smaller models keep lme4's optimizer (BOBYQA).
+than BOBYQA. Smaller models keep lme4's optimizer (BOBYQA). From a start near the optimum
+(a subsample's fit, ``subsample.py``) Newton's method with differences of this gradient
+as Hessian needs two to three times fewer again (:func:`minimize_profiled`).
 """
 
 from __future__ import annotations
@@ -221,8 +223,9 @@ def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarra
     A design large enough (``subsample.worth_subsampling``) is first fitted on a subsample of
     its levels (``subsample.py``); from that optimum, when it is inside the bounds, Newton's
     method with finite-difference Hessians of the analytic gradient (``minimize_newton``)
-    usually converges in five or six evaluations and leaves a Hessian near the optimum
-    for the convergence check (:func:`gradient_hessian`). If it gives up, or for other
+    converges in ``3 + 2k`` evaluations or a few more for k terms (two Hessians of k
+    each, two or three steps), and leaves a Hessian near the optimum for the convergence check
+    (:func:`gradient_hessian`). If it gives up, or for other
     designs, L-BFGS-B continues from the best point (:func:`_lbfgsb_bobyqa`).
     """
     start = _subsample_start(dev) if worth_subsampling(dev.design) else None

@@ -1,14 +1,16 @@
 """A subsample of a large design's levels, whose fit gives the full fit a starting theta (issue 13).
 
-Each evaluation of a large model's criterion costs seconds (10 million rows, 200 000 x
-5 000 levels: a 5 003 x 5 003 dense Schur complement, its Cholesky factor and inverse).
-From lme4's start (theta = 1) a gradient method needs twenty-odd of them; from a point a
-few per cent from the optimum, Newton's method needs about five (``optimize.minimize_newton``).
+An evaluation of a large model's criterion with its gradient costs from 50 ms (InstEval)
+to seconds (10 million rows, 200 000 x 5 000 levels: a 5 003 x 5 003 dense Schur
+complement, its Cholesky factor and inverse). From lme4's start (theta = 1) L-BFGS-B
+needs twenty-odd of them; from a point a few per cent from the optimum, Newton's method
+needs five to seven, the convergence check's Hessian included (``optimize.minimize_newton``).
 Such a point comes from the same model fitted to the rows of a random subset of the
-levels of each term: few enough columns in the other terms that the dense part is small,
-few enough levels of the first term that the rows are a few hundred thousand. The
-subsample's theta estimates the same relative standard deviations (its sampling error
-is a few per cent); it only chooses where the full fit starts.
+levels of each term: few enough columns in the other terms that the dense part is small
+(a third of them, at most 1 000), few enough levels of the first term that an eighth of
+the rows remain (at most 400 000). The subsample's theta estimates the same relative
+standard deviations (its sampling error is a few per cent); it only chooses where the
+full fit starts, so the optimum is the full data's.
 """
 
 from __future__ import annotations
