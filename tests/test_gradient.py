@@ -214,3 +214,22 @@ def test_newton_gives_up_where_the_hessian_is_not_positive_definite():
     fg = lambda x: (float(-(x[0] - 1.0) ** 2), np.array([-2.0 * (x[0] - 1.0)]))   # a maximum
     res, hessians = minimize_newton(fg, np.array([0.5]), np.zeros(1), fd_hessian)
     assert res is None and len(hessians) == 1
+
+
+def test_lbfgsb_ending_at_a_corner_past_a_better_point_continues():
+    """L-BFGS-B's second step can land on theta = 0, where the gradient vanishes (the criterion is
+    even), and stop there with "success" while the best point seen is elsewhere: BOBYQA continues."""
+    rng = np.random.default_rng(0)
+    n, ng, nh = 25000, 2000, 90
+    g, h, x = rng.integers(0, ng, n), rng.integers(0, nh, n), rng.normal(size=n)
+    y = 1 + 0.5 * x + 0.05 * rng.normal(size=ng)[g] + 0.3 * rng.normal(size=nh)[h] + rng.normal(size=n)
+    design = bm.Model("y ~ x + (1 | g) + (1 | h)", pd.DataFrame({"y": y, "x": x, "g": g, "h": h})).design
+    assert gradient_applies(design) and not subsample.worth_subsampling(design)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = optimize_lmm(design, reml=False)
+        slow = optimize_lmm(design, reml=False, optimizer_options={"xtol_abs": 1e-6})
+    assert "BOBYQA" in fast.opt.status
+    assert fast.objective <= slow.objective + 1e-6
+    np.testing.assert_allclose(fast.theta, slow.theta, atol=1e-4)
+    assert fast.conv_messages == ()

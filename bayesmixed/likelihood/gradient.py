@@ -268,14 +268,17 @@ def _lbfgsb_bobyqa(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
     The criterion is even in each scalar ``theta_i``, so its gradient vanishes at
     ``theta_i = 0`` whether or not the criterion falls for ``theta_i > 0``: a gradient
     method that reaches the bound can stop there at a stationary point that is no minimum.
-    When a component ends within ``BOUNDARY_TOL`` of 0, BOBYQA (lme4's optimizer, which
-    samples the interior) continues from that point, and if it leaves the boundary,
+    When a component ends within ``BOUNDARY_TOL`` of 0 (at the best point, or at L-BFGS-B's
+    final iterate, which can be a corner where the gradient vanishes while a better point
+    was seen on the way), BOBYQA (lme4's optimizer, which samples the interior) continues
+    from the best point, and if it leaves the boundary,
     L-BFGS-B again from there (BOBYQA's own stopping rule can leave 1e-6 on the table in
     a flat valley). The best point is returned, with every evaluation counted. ``ftol``:
     L-BFGS-B's relative decrease at which it stops (a subsample's start needs less).
     """
     runs = [minimize_lbfgsb(fg, x0, lower, ftol=ftol)]
-    if np.any(_on_boundary(runs[0].x, lower)):
+    last = runs[0].x if runs[0].last is None else runs[0].last
+    if np.any(_on_boundary(runs[0].x, lower)) or np.any(_on_boundary(last, lower)):
         runs.append(minimize_bobyqa(dev, runs[0].x, lower))
         if not np.any(_on_boundary(runs[1].x, lower)):
             runs.append(minimize_lbfgsb(fg, runs[1].x, lower, ftol=ftol))

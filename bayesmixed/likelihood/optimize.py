@@ -29,6 +29,7 @@ class OptResult:
     n_evals: int
     status: str
     messages: list[str] = field(default_factory=list)
+    last: np.ndarray | None = field(default=None, repr=False)   # the final iterate, when not x (L-BFGS-B)
 
 
 NLOPT_STATUS = {
@@ -111,7 +112,9 @@ def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray 
     evaluations than BOBYQA. It stops when the largest projected gradient is below ``gtol``,
     when a step lowers the criterion by less than ``ftol`` relative to it (the criterion's
     round-off: 1e-13 of a deviance of 3e6 is 3e-7), or when the line search makes no more
-    progress (round-off again). Returns the best point seen.
+    progress (round-off again). Returns the best point seen, and the final iterate as
+    ``last`` (it can be another point: a bound where the gradient vanishes, see
+    ``gradient._lbfgsb_bobyqa``).
 
     Examples
     --------
@@ -147,7 +150,8 @@ def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray 
         warnings.warn(f"optimizer stopped after {maxiter} iterations without converging; "
                       "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
     status = "success" if res.status == 0 else str(res.message)
-    return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs)
+    return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs,
+                     last=np.asarray(res.x, dtype=float))
 
 
 def minimize_newton(fg, x0: np.ndarray, lower: np.ndarray, hessian, *, xtol: float = 1e-7,
