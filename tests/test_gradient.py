@@ -233,3 +233,13 @@ def test_lbfgsb_ending_at_a_corner_past_a_better_point_continues():
     assert fast.objective <= slow.objective + 1e-6
     np.testing.assert_allclose(fast.theta, slow.theta, atol=1e-4)
     assert fast.conv_messages == ()
+
+
+def test_a_users_start_is_kept(small_subsample):
+    design = bm.Model("y ~ x + (1 | g) + (1 | h)", crossed(40000, 2500, 400)).design
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own = optimize_lmm(design, reml=False, start=np.array([0.5, 0.5]))
+        default = optimize_lmm(design, reml=False)
+    assert "Newton" not in own.opt.status and own.opt.n_evals > default.opt.n_evals   # L-BFGS-B from the start
+    assert abs(own.objective - default.objective) < 1e-6

@@ -226,9 +226,11 @@ def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarra
     converges in ``3 + 2k`` evaluations or a few more for k terms (two Hessians of k
     each, two or three steps), and leaves a Hessian near the optimum for the convergence check
     (:func:`gradient_hessian`). If it gives up, or for other
-    designs, L-BFGS-B continues from the best point (:func:`_lbfgsb_bobyqa`).
+    designs, L-BFGS-B continues from the best point (:func:`_lbfgsb_bobyqa`). A start
+    ``x0`` other than lme4's (``fit(start=...)``) is kept: L-BFGS-B from there.
     """
-    start = _subsample_start(dev) if worth_subsampling(dev.design) else None
+    from_theta0 = np.array_equal(x0, dev.design.theta0)        # not a user's start
+    start = _subsample_start(dev) if from_theta0 and worth_subsampling(dev.design) else None
     if start is None:
         return _lbfgsb_bobyqa(dev, fg, x0, lower)
     n0 = fg.n_grads
