@@ -1,6 +1,7 @@
 """The Schur-product cache: the direct kernel's numbers (bit for bit), reused only for the same weights."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -83,8 +84,7 @@ def test_in_memory_lmm_gradient_reuses_the_product_bit_for_bit() -> None:
     rng = np.random.default_rng(5)
     n = 20000
     g, h = rng.zipf(1.6, n) % 3000, rng.integers(0, 120, n)
-    df = __import__("pandas").DataFrame({"y": rng.normal(size=n) + 0.3 * rng.normal(size=3000)[g],
-                                         "g": g, "h": h})
+    df = pd.DataFrame({"y": rng.normal(size=n) + 0.3 * rng.normal(size=3000)[g], "g": g, "h": h})
     design = bm.Model("y ~ 1 + (1 | g) + (1 | h)", df).design
     a, b = (BlockedSystem(design, layout="sparse") for _ in range(2))
     assert a._presum(a.A21) is not None
