@@ -194,8 +194,11 @@ def gradient_hessian(fg, theta: np.ndarray, delta: float = 1e-4) -> tuple[np.nda
     return g, fd_hessian(fg, theta, g, delta)
 
 
-def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4) -> np.ndarray:
-    """Symmetrised forward differences ``(grad(theta + delta e_i) - g) / delta``: ``k`` evaluations.
+def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4, relative: bool = False) -> np.ndarray:
+    """Symmetrised forward differences ``(grad(theta + h_i e_i) - g) / h_i``: ``k`` evaluations.
+
+    ``h_i = delta`` (lme4's check), or with ``relative`` ``delta * max(1, |theta_i|)``
+    (Newton's Hessians: a large theta's gradient changes too little over ``delta``).
 
     The first coordinate goes last: the steps along the others keep the first term's
     theta, so the blocked system reuses the Schur product of the evaluation at ``theta``
@@ -211,9 +214,13 @@ def fd_hessian(fg, theta: np.ndarray, g: np.ndarray, delta: float = 1e-4) -> np.
     H = np.empty((k, k))
     for i in [*range(1, k), 0]:
         e = np.zeros(k)
-        e[i] = delta
-        H[:, i] = (np.asarray(fg(theta + e)[1], dtype=float) - g) / delta
+        e[i] = delta * max(1.0, abs(theta[i])) if relative else delta
+        H[:, i] = (np.asarray(fg(theta + e)[1], dtype=float) - g) / e[i]
     return (H + H.T) / 2.0
+
+
+def _newton_hessian(fg, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return fd_hessian(fg, theta, g, relative=True)
 
 
 def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarray,
@@ -235,7 +242,7 @@ def minimize_profiled(dev: ProfiledDeviance, fg: ProfiledGradient, x0: np.ndarra
         return _lbfgsb_bobyqa(dev, fg, x0, lower)
     n0 = fg.n_grads
     try:
-        res, fg.hessians = minimize_newton(fg, start, lower, fd_hessian)
+        res, fg.hessians = minimize_newton(fg, start, lower, _newton_hessian)
     except np.linalg.LinAlgError:
         res = None
     if res is not None and not np.any(_on_boundary(res.x, lower)):

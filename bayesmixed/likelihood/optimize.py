@@ -164,8 +164,11 @@ def minimize_newton(fg, x0: np.ndarray, lower: np.ndarray, hessian, *, xtol: flo
     ``-H^{-1} g`` with a backtracking line search; ``H`` is updated by BFGS between
     steps and computed afresh at the first point whose Newton step is below ``refresh``
     (then the convergence is quadratic, and that Hessian is close to the optimum's). It
-    stops when the Newton step is below ``xtol`` in every component (the distance to the
-    optimum, to second order), without evaluating that last step.
+    stops when the Newton step (the distance to the optimum, to second order) is below
+    ``xtol`` in every component, without evaluating that last step. Both thresholds are
+    relative to ``|x|`` where that is above 1. Near the optimum, where the criterion's
+    round-off can exceed the decrease a step predicts, a step that lowers the Newton
+    decrement counts as progress.
 
     Made for a start from a cheaper fit (``gradient.minimize_profiled``): it gives up
     (``None``) when a Hessian is not positive definite, a step would cross a bound, or
@@ -198,21 +201,25 @@ def minimize_newton(fg, x0: np.ndarray, lower: np.ndarray, hessian, *, xtol: flo
         p = _newton_step(H, g)
         if p is None or not np.all(np.isfinite(p)):
             return None, hessians
-        small = np.max(np.abs(p)) <= refresh
-        if small and not fresh:
+        scale = np.maximum(1.0, np.abs(x))
+        if not fresh and np.all(np.abs(p) <= refresh * scale):
             H = hessian(counted, x, g)
             hessians.append((x.copy(), H))
             fresh = True
             p = _newton_step(H, g)
             if p is None:
                 return None, hessians
-        if np.max(np.abs(p)) <= xtol:
+        tol = xtol * scale
+        if np.all(np.abs(p) <= tol):
             return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
         if np.any(x + p < lower):
             return None, hessians
-        step = _line_search(counted, x, f, g, p)
+        # near the optimum (fresh H) the criterion's round-off can hide a decrease: a step
+        # that lowers the Newton decrement g'H^-1 g is then taken as progress
+        closer = None if not fresh else (lambda gn, H=H, dec=-float(g @ p): _decrement(H, gn) < dec)
+        step = _line_search(counted, x, f, g, p, closer)
         if step[0] is None:
-            if np.max(np.abs(p)) <= 1e3 * xtol:       # round-off of the criterion: as good as it gets
+            if fresh and np.all(np.abs(p) <= 100 * tol):     # round-off of the gradient too
                 return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
             return None, hessians
         xn, fn, gn = step[:3]
@@ -233,11 +240,18 @@ def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     return -np.linalg.solve(R.T, np.linalg.solve(R, g))
 
 
-def _line_search(fg, x, f, g, p, max_halvings: int = 8):
+def _decrement(H: np.ndarray, g: np.ndarray) -> float:
+    """Newton decrement ``g' H^{-1} g`` (infinite when H is not positive definite)."""
+    p = _newton_step(H, g)
+    return np.inf if p is None else -float(g @ p)
+
+
+def _line_search(fg, x, f, g, p, closer=None, max_halvings: int = 8):
     """Backtracking (Armijo) along p from a full step: ``(x, f, g)``, all None on failure.
 
-    A rise of the criterion by its round-off (``1e-14 |f|``) is accepted: near the optimum
-    the decrease a Newton step predicts can be smaller than that.
+    A rise of the criterion by its round-off (``1e-14 |f|``) is accepted, and so is a point
+    whose gradient satisfies ``closer(grad)`` (see :func:`minimize_newton`): near the
+    optimum the decrease a Newton step predicts can be below the criterion's round-off.
     """
     slope = float(g @ p)
     slack = 1e-14 * abs(f)
@@ -248,7 +262,7 @@ def _line_search(fg, x, f, g, p, max_halvings: int = 8):
             fn, gn = fg(xn)
         except np.linalg.LinAlgError:
             fn, gn = np.inf, None
-        if np.isfinite(fn) and fn <= f + 1e-4 * t * slope + slack:
+        if np.isfinite(fn) and (fn <= f + 1e-4 * t * slope + slack or closer is not None and closer(gn)):
             return xn, fn, np.asarray(gn, dtype=float)
         t *= 0.5
     return None, None, None
