@@ -82,25 +82,43 @@ class ProfiledGradient:
         s = dev.system
         self.n_v = s.q_rest + (s.p if dev.reml else 0)
         self.n_grads = 0
-        self._last: tuple = (None, 0.0, None, None)
-        self.best: tuple = (np.inf, None)             # lowest criterion seen and its theta
+        self._last: tuple = (None, 0.0, None, None)   # (theta, criterion, gradient, state)
+        self._best: tuple = (None, np.inf, None, None)  # the same at the lowest criterion seen
         self.hessians: list = []                      # (theta, H) the optimizer computed (gradient_hessian)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
-        if self._last[0] is not None and np.array_equal(self._last[0], theta):
-            return self._last[1], self._last[2].copy()      # e.g. the optimizer's last point, again
+        kept = self._kept(theta)
+        if kept is not None:
+            return kept[1], kept[2].copy()      # e.g. the optimizer's last or best point, again
         st = self.dev.evaluate(theta, v_rows=self.n_v)
         self.n_grads += 1
         g = self.gradient(st)
+        st.factor.trace_V = None                      # used by the traces only: the kept states hold no V
         self._last = (theta.copy(), st.deviance, g, st)
-        if st.deviance < self.best[0]:
-            self.best = (st.deviance, theta.copy())
+        if st.deviance < self._best[1]:
+            self._best = self._last
         return st.deviance, g.copy()
 
+    @property
+    def best(self) -> tuple:
+        """``(criterion, theta)`` at the lowest criterion seen (theta None before any evaluation)."""
+        return self._best[1], self._best[0]
+
+    def _kept(self, theta: np.ndarray) -> tuple | None:
+        for e in (self._last, self._best):
+            if e[0] is not None and np.array_equal(e[0], theta):
+                return e
+        return None
+
     def state_at(self, theta: np.ndarray) -> PLSState | None:
-        """The state of the last evaluation if it was at ``theta`` (saves the fit one evaluation)."""
-        return self._last[3] if self._last[0] is not None and np.array_equal(self._last[0], theta) else None
+        """The state of the last evaluation, or of the best one, if it was at ``theta``.
+
+        Saves the fit one evaluation; the best point's is kept too because Newton's last
+        Hessian (evaluations next to it) can come after it.
+        """
+        kept = self._kept(theta)
+        return None if kept is None else kept[3]
 
     def excess(self, st: PLSState) -> np.ndarray:
         """``q_i - tr_i(M^{-1})`` per term, M the leading block of the system (see the module)."""
