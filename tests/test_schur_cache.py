@@ -1,7 +1,6 @@
 """The Schur-product cache: the direct kernel's numbers (bit for bit), reused only for the same weights."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -71,35 +70,6 @@ def test_blocked_system_reuses_the_product_for_the_same_first_theta() -> None:
         Fa = a.factor(np.array(theta))
         b.__dict__.pop("_schur_cache", None)                 # b: always the direct kernel
         assert np.array_equal(Fa.L22, b.factor(np.array(theta)).L22)
-    assert a._schur_cache.hits == 2
-
-
-def test_in_memory_lmm_gradient_reuses_the_product_bit_for_bit() -> None:
-    """A system with rows and fixed weights (the LMM) reuses the gradient's product for the
-    same first theta (``gradient.fd_hessian``'s steps along the other terms), with the
-    kernel's plan of dense columns and classes: the same factor and V as without the cache."""
-    import bayesmixed as bm
-    from bayesmixed.likelihood._blocked import BlockedSystem
-
-    rng = np.random.default_rng(5)
-    n = 20000
-    g, h = rng.zipf(1.6, n) % 3000, rng.integers(0, 120, n)
-    df = pd.DataFrame({"y": rng.normal(size=n) + 0.3 * rng.normal(size=3000)[g], "g": g, "h": h})
-    design = bm.Model("y ~ 1 + (1 | g) + (1 | h)", df).design
-    a, b = (BlockedSystem(design, layout="sparse") for _ in range(2))
-    assert a._presum(a.A21) is not None
-    v_rows = a.q_rest
-
-    class Direct(_schur_cache.SchurCache):                   # b: always the direct (scaled) kernel
-        def upper(self, A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1,
-                  n_key=None, presum=None):
-            return _schur_cache._direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads, presum)
-
-    b.__dict__["_schur_cache"] = Direct()
-    for theta in ([0.5, 0.3], [0.5, 0.3001], [0.5001, 0.3], [0.5, 0.3]):
-        Fa = a.factor(np.array(theta), v_rows=v_rows)
-        Fb = b.factor(np.array(theta), v_rows=v_rows)
-        assert np.array_equal(Fa.L22, Fb.L22) and np.array_equal(np.triu(Fa.trace_V), np.triu(Fb.trace_V))
     assert a._schur_cache.hits == 2
 
 

@@ -279,9 +279,6 @@ class BlockedSystem:
                 if not hasattr(self, "_XY"):        # built from cross-products: reuse and the class plan
                     U, V = schur_cache(self).upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
                                                    d2, self.m - v_rows, n_threads, self.A11.ravel())
-                elif d2 is not None and self._presum_ok:   # the LMM's gradient: reuse for the same first theta
-                    U, V = schur_cache(self).upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
-                                                   d2, self.m - v_rows, n_threads, presum=self._presum(A21))
                 else:
                     U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
                                                 d2, self.m - v_rows, n_threads, self._presum(A21))

@@ -60,8 +60,7 @@ class SchurCache:
             self._plans = (A22, data, ClassPlan.build(A22, indptr, indices, data, np.asarray(n_key)))
         return self._plans[2]
 
-    def upper(self, A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1, n_key=None,
-              presum=None):
+    def upper(self, A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1, n_key=None):
         """``(U, V)``: the kernel's scaled upper triangle U, and V (None without ``d2``).
 
         ``n_key``: the first term's ``A11`` entries (levels with equal entries have equal
@@ -71,15 +70,13 @@ class SchurCache:
         ``d2``/``tail``: also ``V``, the upper triangle of ``A21v diag(d2) A21v'`` (A21
         without the last ``tail`` entries of each column), from
         ``_kernels.schur_scalar_upper_v`` where the package has it (the gradient's traces).
-        ``presum``: the kernel's :class:`~._kernels.SchurPlan` for a product not cached
-        (a system with rows and fixed weights: the LMM's gradient path).
         """
         m = A22.shape[0]
         plan = None if n_key is None else self._plan(A22, indptr, indices, data, n_key)
         if 8 * m * m > CACHE_BYTES:
             PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
             if PV is None:
-                return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads, presum)
+                return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
             return (scale_upper(PV, scale, q_rest), None) if d2 is None else (scale_upper(PV[0], scale, q_rest), PV[1])
         for e in self.entries:
             if (e[0] is A22 and e[1] is data and e[4] == tail and np.array_equal(e[2], d)
@@ -88,7 +85,7 @@ class SchurCache:
                 return scale_upper(e[5], scale, q_rest), e[6]
         PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
         if PV is None:
-            P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads, presum)
+            P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads)
         else:
             P, V = (PV, None) if d2 is None else PV
         keep = max(1, min(CACHE_ENTRIES, CACHE_BYTES // (8 * m * m)))
@@ -99,11 +96,10 @@ class SchurCache:
         return scale_upper(P, scale, q_rest), V
 
 
-def _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads, presum=None):
-    if d2 is None and presum is None:
+def _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads):
+    if d2 is None:
         return _kernels.schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads), None
-    U, V = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads, presum)
-    return U, (None if d2 is None else V)
+    return _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
 
 
 def schur_cache(owner) -> SchurCache:
