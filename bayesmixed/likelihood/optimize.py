@@ -29,6 +29,7 @@ class OptResult:
     n_evals: int
     status: str
     messages: list[str] = field(default_factory=list)
+    last: np.ndarray | None = field(default=None, repr=False)   # the final iterate, when not x (L-BFGS-B)
 
 
 NLOPT_STATUS = {
@@ -111,7 +112,9 @@ def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray 
     evaluations than BOBYQA. It stops when the largest projected gradient is below ``gtol``,
     when a step lowers the criterion by less than ``ftol`` relative to it (the criterion's
     round-off: 1e-13 of a deviance of 3e6 is 3e-7), or when the line search makes no more
-    progress (round-off again). Returns the best point seen.
+    progress (round-off again). Returns the best point seen, and the final iterate as
+    ``last`` (it can be another point: a bound where the gradient vanishes, see
+    ``gradient._lbfgsb_bobyqa``).
 
     Examples
     --------
@@ -147,4 +150,119 @@ def minimize_lbfgsb(fg, x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray 
         warnings.warn(f"optimizer stopped after {maxiter} iterations without converging; "
                       "the estimates may be inaccurate", ConvergenceWarning, stacklevel=3)
     status = "success" if res.status == 0 else str(res.message)
-    return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs)
+    return OptResult(x=best["x"], fun=float(best["f"]), n_evals=count[0], status=status, messages=msgs,
+                     last=np.asarray(res.x, dtype=float))
+
+
+def minimize_newton(fg, x0: np.ndarray, lower: np.ndarray, hessian, *, xtol: float = 1e-7,
+                    refresh: float = 1e-4, maxiter: int = 30) -> tuple[OptResult | None, list]:
+    """Newton's method with finite-difference Hessians for a start near the optimum; ``None`` if it fails.
+
+    ``fg(x) -> (f, grad)`` with an exact gradient; ``hessian(fg, x, g) -> H`` a Hessian at
+    x from ``fg`` (e.g. forward differences of the gradient: ``gradient.fd_hessian``; its
+    evaluations count). Steps are
+    ``-H^{-1} g`` with a backtracking line search; ``H`` is updated by BFGS between
+    steps and computed afresh at the first point whose Newton step is below ``refresh``
+    (then the convergence is quadratic, and that Hessian is close to the optimum's). It
+    stops when the Newton step (the distance to the optimum, to second order) is below
+    ``xtol`` in every component, without evaluating that last step. Both thresholds are
+    relative to ``|x|`` where that is above 1. Near the optimum, where the criterion's
+    round-off can exceed the decrease a step predicts, a step that lowers the Newton
+    decrement counts as progress.
+
+    Made for a start from a cheaper fit (``gradient.minimize_profiled``): it gives up
+    (``None``) when a Hessian is not positive definite, a step would cross a bound, or
+    the line search fails, and the caller continues with a safer method from the best
+    point. Also returns the Hessians computed, as ``(x, H)`` pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fg = lambda x: (float((x[0] - 2.0) ** 4 + (x[0] - 2.0) ** 2 + 3 * (x[1] - 1.0) ** 2),
+    ...                 np.array([4 * (x[0] - 2.0) ** 3 + 2 * (x[0] - 2.0), 6 * (x[1] - 1.0)]))
+    >>> def hess(fg, x, g):
+    ...     return np.diag([12 * (x[0] - 2.0) ** 2 + 2.0, 6.0])
+    >>> res, hessians = minimize_newton(fg, np.array([2.3, 1.2]), np.zeros(2), hess)
+    >>> res.x.round(8).tolist(), res.status, res.n_evals, len(hessians)
+    ([2.0, 1.0], 'success', 6, 2)
+    """
+    x = np.asarray(x0, dtype=float)
+    count = [0]
+
+    def counted(z):
+        count[0] += 1
+        return fg(z)
+
+    f, g = counted(x)
+    H = hessian(counted, x, g)
+    hessians = [(x.copy(), H)]
+    fresh = False                                      # H computed at a point with a small Newton step
+    for _ in range(maxiter):
+        p = _newton_step(H, g)
+        if p is None or not np.all(np.isfinite(p)):
+            return None, hessians
+        scale = np.maximum(1.0, np.abs(x))
+        if not fresh and np.all(np.abs(p) <= refresh * scale):
+            H = hessian(counted, x, g)
+            hessians.append((x.copy(), H))
+            fresh = True
+            p = _newton_step(H, g)
+            if p is None:
+                return None, hessians
+        tol = xtol * scale
+        if np.all(np.abs(p) <= tol):
+            return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
+        if np.any(x + p < lower):
+            return None, hessians
+        # near the optimum (fresh H) the criterion's round-off can hide a decrease: a step
+        # that lowers the Newton decrement g'H^-1 g is then taken as progress
+        closer = None if not fresh else (lambda gn, H=H, dec=-float(g @ p): _decrement(H, gn) < dec)
+        step = _line_search(counted, x, f, g, p, closer)
+        if step[0] is None:
+            if fresh and np.all(np.abs(p) <= 100 * tol):     # round-off of the gradient too
+                return OptResult(x=x, fun=float(f), n_evals=count[0], status="success"), hessians
+            return None, hessians
+        xn, fn, gn = step[:3]
+        s, y = xn - x, gn - g
+        x, f, g = xn, fn, gn
+        if s @ y > 0:
+            Hs = H @ s
+            H = H + np.outer(y, y) / (y @ s) - np.outer(Hs, Hs) / (s @ Hs)
+    return None, hessians
+
+
+def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """``-H^{-1} g`` by Cholesky; None when H is not positive definite."""
+    try:
+        R = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    return -np.linalg.solve(R.T, np.linalg.solve(R, g))
+
+
+def _decrement(H: np.ndarray, g: np.ndarray) -> float:
+    """Newton decrement ``g' H^{-1} g`` (infinite when H is not positive definite)."""
+    p = _newton_step(H, g)
+    return np.inf if p is None else -float(g @ p)
+
+
+def _line_search(fg, x, f, g, p, closer=None, max_halvings: int = 8):
+    """Backtracking (Armijo) along p from a full step: ``(x, f, g)``, all None on failure.
+
+    A rise of the criterion by its round-off (``1e-14 |f|``) is accepted, and so is a point
+    whose gradient satisfies ``closer(grad)`` (see :func:`minimize_newton`): near the
+    optimum the decrease a Newton step predicts can be below the criterion's round-off.
+    """
+    slope = float(g @ p)
+    slack = 1e-14 * abs(f)
+    t = 1.0
+    for _ in range(max_halvings + 1):
+        xn = x + t * p
+        try:
+            fn, gn = fg(xn)
+        except np.linalg.LinAlgError:
+            fn, gn = np.inf, None
+        if np.isfinite(fn) and (fn <= f + 1e-4 * t * slope + slack or closer is not None and closer(gn)):
+            return xn, fn, np.asarray(gn, dtype=float)
+        t *= 0.5
+    return None, None, None
