@@ -119,16 +119,18 @@ def test_rest_kernel_identical_to_the_kernel(monkeypatch, n_threads, tile_bytes)
     assert np.array_equal(np.triu(U), np.triu(ref))
 
 
-def test_systems_with_rows_keep_the_kernel(monkeypatch) -> None:
+def test_reweighted_systems_keep_the_kernel(monkeypatch) -> None:
     import bayesmixed as bm
     from bayesmixed.likelihood._blocked import BlockedSystem
 
     monkeypatch.setattr(_schur_classes, "MIN_WORK", 0.0)
     m = bm.Model("y ~ service + (1 | s) + (1 | d)", bm.load_dataset("InstEval").iloc[:20000])
-    system = BlockedSystem(m.design, layout="sparse")                  # rows: may be reweighted (PIRLS)
+    system = BlockedSystem(m.design, layout="sparse")                  # the LMM's fixed weights: planned
     system.factor(np.array([0.4, 0.6]))
-    cache = system.__dict__.get("_schur_cache")
-    assert cache is None or cache._plans is None
+    assert system._schur_cache._plans is not None
+    system.reweight(np.ones(m.design.n), m.design.y)                   # PIRLS: the direct kernel
+    system.factor(np.array([0.4, 0.6]))
+    assert system._schur_cache.entries == [] or all(e[0] is not system.A22 for e in system._schur_cache.entries)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
