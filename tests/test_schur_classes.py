@@ -96,13 +96,13 @@ def test_plan_with_the_gradient_product() -> None:
     P, V = plan.unscaled(d, 1, d2, tail)
     P0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
     iu, iv = np.triu_indices(m), np.triu_indices(m - tail)
-    np.testing.assert_allclose(P[iu], P0[iu], rtol=1e-12, atol=1e-12 * np.abs(P0).max())
+    np.testing.assert_allclose(P[iu], P0[iu], rtol=1e-12, atol=1e-12 * np.abs(P0[iu]).max())
     np.testing.assert_allclose(V[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
     cache = _schur_cache.SchurCache()
     for scale in (np.ones(m), np.full(m, 0.5)):
         U, V1 = cache.upper(A22, indptr, indices, data, d, scale, 10, d2, tail, 1, n)
         U0, _ = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, 10, d2, tail)
-        np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0).max())
+        np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0[iu]).max())
         np.testing.assert_allclose(V1[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
     assert cache.hits == 1
 
@@ -154,3 +154,4 @@ def test_rest_kernel_with_the_gradient_product(monkeypatch, n_threads, tile_byte
     if hasattr(_kernels, "schur_scalar_upper_v"):
         U0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
         assert np.array_equal(np.triu(V), np.triu(V0)) and np.array_equal(np.triu(U), np.triu(U0))
+        assert not np.tril(V, -1).any() and np.array_equal(V, V0)       # V's lower triangle zero, as the kernel's

@@ -246,3 +246,16 @@ def coo_pattern_csc(rows, cols, n_rows, n_cols):  # pragma: no cover - compiled
             nu += 1
         inv[e] = nu - 1
     return urow[:nu], ucol[:nu], inv
+
+
+@numba.njit(cache=True, nogil=True)
+def csc_rmatvec(indptr, indices, data, v):  # pragma: no cover - compiled
+    """``A' v`` for a CSC matrix A: each column's entries times ``v`` summed in order from 0."""
+    n = indptr.shape[0] - 1
+    out = np.empty(n)
+    for j in range(n):
+        s = 0.0
+        for a in range(indptr[j], indptr[j + 1]):
+            s += data[a] * v[indices[a]]
+        out[j] = s
+    return out

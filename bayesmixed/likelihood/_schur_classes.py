@@ -324,7 +324,7 @@ def _four_rows(U, indices, data, a, end, dj):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def rest_tiles_uv(UV, A22, indptr, indices, data, d, d2, tail, tile, part, n_parts):  # pragma: no cover
-    """:func:`rest_tiles` with V: ``UV[i, k, 0]`` is U, ``UV[i, k, 1]`` V (zero on entry to each tile).
+    """:func:`rest_tiles` with V: ``UV[i, k, 0]`` is U, ``UV[i, k, 1]`` V (zeroed here, lower triangle too).
 
     V takes the pairs of entries before each column's last ``tail``; each U entry gets
     the same products in the same order as :func:`rest_tiles`.
@@ -334,6 +334,8 @@ def rest_tiles_uv(UV, A22, indptr, indices, data, d, d2, tail, tile, part, n_par
     for t in range(part, (m + tile - 1) // tile, n_parts):
         r0, r1 = t * tile, min(t * tile + tile, m)
         for i in range(r0, r1):
+            for k in range(i):
+                UV[i, k, 1] = 0.0                   # V's lower triangle is zero (U's is not set)
             for k in range(i, m):
                 UV[i, k, 0] = A22[i, k]
                 UV[i, k, 1] = 0.0
