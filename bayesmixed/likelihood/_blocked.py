@@ -365,8 +365,10 @@ class BlockedSystem:
         ly = L22[-1, :-1]
         u_r = np.zeros(0)
         if qr:
-            rhs_r = ly[:qr] - L22[qr : qr + p, :qr].T @ beta
-            u_r = _trsolve(L22[:qr, :qr], rhs_r, trans=1)
+            rhs = np.zeros(L22.shape[0])                # the whole factor (no copy of its leading block):
+            rhs[:qr] = ly[:qr] - L22[qr : qr + p, :qr].T @ beta   # zeros below give zeros there
+            u_r = _trsolve(L22, rhs, trans=1)[:qr] if L22.flags.f_contiguous else \
+                _trsolve(L22[:qr, :qr], rhs[:qr], trans=1)
         e = np.concatenate([-self.lambda_rest(F.theta, u_r[:, None])[:, 0] if qr else u_r, -beta, [1.0]])
         v = self.t1.lambda_mul(self.theta_of(F.theta, 0), _a21_mul(F.A21, e, trans=True), trans=True)
         rhs1 = _mul11(F.L11inv, v[:, None])
