@@ -259,3 +259,17 @@ def csc_rmatvec(indptr, indices, data, v):  # pragma: no cover - compiled
             s += data[a] * v[indices[a]]
         out[j] = s
     return out
+
+
+def _numba_setup() -> None:
+    """numba's one-time set-up in this process, at import rather than in the first fit.
+
+    The first call of any compiled function builds numba's typing and target registries
+    (importing the rest of numba and its extensions: about 0.2 CPU s here) before its
+    cached machine code can load; a tiny call here pays that with the package's other
+    imports, so that a first fit costs what later fits do.
+    """
+    csc_rmatvec(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(1))
+
+
+_numba_setup()
