@@ -264,6 +264,8 @@ def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1, d2=None, tail:
     """
     m = A22.shape[0]
     tile = int(max(16, min(m, TILE_BYTES // (8 * max(m, 1)))))
+    if n_threads > 1:             # four tiles a thread at least: the early rows hold most pairs
+        tile = int(max(16, min(tile, -(-m // (4 * int(n_threads))))))
     n_threads = max(1, min(int(n_threads), -(-m // tile)))
     if d2 is None:
         U = np.empty((m, m))
