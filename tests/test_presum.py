@@ -1,5 +1,6 @@
-"""The scalar Schur kernel's plan: pre-summed classes of first-term columns (equal A11: equal
-weights) and nearly dense columns through BLAS."""
+"""The scalar Schur product of systems with fixed weights (LMMs): the class plan of
+``_schur_classes`` (pre-summed classes of first-term columns with equal A11, nearly dense
+columns through BLAS) and the product cache; a reweighted system (PIRLS) uses the direct kernel."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pandas as pd
 import pytest
 
 import bayesmixed as bm
+from bayesmixed.likelihood import _schur_classes
 from bayesmixed.likelihood._blocked import BlockedSystem
-from bayesmixed.likelihood._kernels import schur_plan, schur_scalar_upper_v
+from bayesmixed.likelihood._kernels import schur_scalar_upper_v
+from bayesmixed.likelihood._schur_classes import ClassPlan
 from bayesmixed.likelihood.pls import ProfiledDeviance
 
 
@@ -28,18 +31,21 @@ def system(df: pd.DataFrame) -> BlockedSystem:
 
 def plan(s: BlockedSystem, **kw):
     A = s.A21
-    return schur_plan(s.A11[:, 0, 0], A.indptr, A.indices, A.data, s.m, **kw)
+    return ClassPlan.build(s.A22, A.indptr, A.indices, A.data, s.A11.ravel(), **kw)
 
 
-def test_classes_and_dense_columns_chosen_only_when_they_pay():
+def test_classes_and_dense_columns_chosen_only_when_they_pay(monkeypatch):
     s = system(balanced())                              # one class of A11; ~25 of 33 rows per column
-    p = plan(s, dense_frac=2.0)
-    assert p is not None and p.G.shape[0] == 1 and (p.cls == 0).all() and p.dense.size == 0
-    assert plan(s, dense_frac=2.0, budget_bytes=0) is None
-    p = plan(s)                                         # every column is nearly dense: BLAS
-    assert (p.cls == -2).all() and p.G.shape[0] == 0 and p.B.shape == (s.m, s.q1)
+    monkeypatch.setattr(_schur_classes, "HEAVY_FRACTION", 2.0)
+    p = plan(s, min_work=0)
+    assert p is not None and p.n_classes == 1 and p.n_heavy == 0 and p.rest[0][-1] == 0
+    assert plan(s, min_work=0, class_bytes=0) is None
+    monkeypatch.setattr(_schur_classes, "HEAVY_FRACTION", 0.3)
+    p = plan(s, min_work=0)                             # every column is nearly dense: BLAS
+    assert p.n_heavy == s.q1 and p.n_classes == 0 and p.heavy_B.shape == (s.m, s.q1)
     s.A11[:, 0, 0] = np.arange(s.l1)                    # every class one column: none pays
-    assert plan(s, dense_frac=2.0) is None
+    monkeypatch.setattr(_schur_classes, "HEAVY_FRACTION", 2.0)
+    assert plan(s, min_work=0) is None
 
 
 def mixed() -> pd.DataFrame:
@@ -54,35 +60,37 @@ def mixed() -> pd.DataFrame:
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("v", [False, True])
-@pytest.mark.parametrize("kw", [{"dense_frac": 2.0, "min_ratio": 0.01}, {"budget_bytes": 0}, {"min_ratio": 0.01}])
-def test_planned_kernel_equals_the_scattered_one(n_threads, v, kw):
+@pytest.mark.parametrize("kw", [{"class_min_ratio": 0.01}, {"class_bytes": 0}, {"class_min_ratio": 100.0}])
+def test_planned_product_equals_the_scattered_one(n_threads, v, kw):
     s = system(mixed())
     A = s.A21
-    p = plan(s, **kw)
+    p = plan(s, min_work=0, **kw)
     assert p is not None
     d = np.linspace(0.1, 0.9, s.q1)[np.unique(s.A11[:, 0, 0], return_inverse=True)[1]]   # equal in a class
     d2 = d**2 if v else None
-    scale = np.linspace(0.5, 1.5, s.m)
-    args = (s.A22, A.indptr, A.indices, A.data, d, scale, s.q_rest, d2, s.p + 1 if v else 0)
+    tail = s.p + 1 if v else 0
+    args = (s.A22, A.indptr, A.indices, A.data, d, np.ones(s.m), 0, d2, tail)
     U0, V0 = schur_scalar_upper_v(*args, n_threads=1)
-    U1, V1 = schur_scalar_upper_v(*args, n_threads=n_threads, presum=p)
+    out = p.unscaled(d, n_threads, d2, tail)
+    U1, V1 = out if v else (out, None)
     np.testing.assert_allclose(np.triu(U1), np.triu(U0), rtol=1e-12, atol=1e-10 * np.abs(np.triu(U0)).max())
-    assert V0.shape == V1.shape
     if v:
+        assert V0.shape == V1.shape
         np.testing.assert_allclose(np.triu(V1), np.triu(V0), rtol=1e-12, atol=1e-10 * np.abs(np.triu(V0)).max())
 
 
-def test_lmm_criterion_unchanged_and_glmm_reweighting_turns_it_off():
+def test_lmm_criterion_unchanged_and_glmm_reweighting_turns_it_off(monkeypatch):
     df = balanced()
     design = bm.Model("y ~ x + (1 | g) + (1 | h)", df).design
     dev = ProfiledDeviance(design, reml=False)
     dev.system = BlockedSystem(design, layout="sparse")
     theta = np.array([0.8, 0.6])
-    with_presum = dev(theta)
-    assert dev.system._presum_plan is not None
+    monkeypatch.setattr(_schur_classes, "MIN_WORK", 0)
+    with_plan = dev(theta)
+    assert dev.system._schur_cache._plans[2] is not None
     dev.system._presum_ok = False
-    assert with_presum == pytest.approx(dev(theta), rel=1e-13)
+    assert with_plan == pytest.approx(dev(theta), rel=1e-13)
     s = BlockedSystem(design, layout="sparse")
     s.reweight(np.ones(design.n), design.y)            # what PIRLS does
     s.factor(theta)
-    assert s._presum(s.A21) is None
+    assert "_schur_cache" not in s.__dict__

@@ -96,13 +96,13 @@ def test_plan_with_the_gradient_product() -> None:
     P, V = plan.unscaled(d, 1, d2, tail)
     P0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
     iu, iv = np.triu_indices(m), np.triu_indices(m - tail)
-    np.testing.assert_allclose(P[iu], P0[iu], rtol=1e-12, atol=1e-12 * np.abs(P0).max())
+    np.testing.assert_allclose(P[iu], P0[iu], rtol=1e-12, atol=1e-12 * np.abs(P0[iu]).max())
     np.testing.assert_allclose(V[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
     cache = _schur_cache.SchurCache()
     for scale in (np.ones(m), np.full(m, 0.5)):
         U, V1 = cache.upper(A22, indptr, indices, data, d, scale, 10, d2, tail, 1, n)
         U0, _ = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, 10, d2, tail)
-        np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0).max())
+        np.testing.assert_allclose(U[iu], U0[iu], rtol=1e-12, atol=1e-12 * np.abs(U0[iu]).max())
         np.testing.assert_allclose(V1[iv], V0[iv], rtol=1e-12, atol=1e-12 * np.abs(V0[iv]).max())
     assert cache.hits == 1
 
@@ -119,16 +119,18 @@ def test_rest_kernel_identical_to_the_kernel(monkeypatch, n_threads, tile_bytes)
     assert np.array_equal(np.triu(U), np.triu(ref))
 
 
-def test_systems_with_rows_keep_the_kernel(monkeypatch) -> None:
+def test_reweighted_systems_keep_the_kernel(monkeypatch) -> None:
     import bayesmixed as bm
     from bayesmixed.likelihood._blocked import BlockedSystem
 
     monkeypatch.setattr(_schur_classes, "MIN_WORK", 0.0)
     m = bm.Model("y ~ service + (1 | s) + (1 | d)", bm.load_dataset("InstEval").iloc[:20000])
-    system = BlockedSystem(m.design, layout="sparse")                  # rows: may be reweighted (PIRLS)
+    system = BlockedSystem(m.design, layout="sparse")                  # the LMM's fixed weights: planned
     system.factor(np.array([0.4, 0.6]))
-    cache = system.__dict__.get("_schur_cache")
-    assert cache is None or cache._plans is None
+    assert system._schur_cache._plans is not None
+    system.reweight(np.ones(m.design.n), m.design.y)                   # PIRLS: the direct kernel
+    system.factor(np.array([0.4, 0.6]))
+    assert system._schur_cache.entries == [] or all(e[0] is not system.A22 for e in system._schur_cache.entries)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -152,3 +154,4 @@ def test_rest_kernel_with_the_gradient_product(monkeypatch, n_threads, tile_byte
     if hasattr(_kernels, "schur_scalar_upper_v"):
         U0, V0 = _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail)
         assert np.array_equal(np.triu(V), np.triu(V0)) and np.array_equal(np.triu(U), np.triu(U0))
+        assert not np.tril(V, -1).any() and np.array_equal(V, V0)       # V's lower triangle zero, as the kernel's

@@ -156,7 +156,7 @@ def drop_aliased(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7, *, wa
     """
     if X.shape[1] == 0:
         return X, names, ()
-    Q, R = np.linalg.qr(X)
+    R = np.linalg.qr(X, mode="r")                      # R only: Q is never formed
     diag = np.abs(np.diag(R))
     scale = np.linalg.norm(X, axis=0)
     if np.all(diag > tol * np.maximum(scale, 1e-300)) and X.shape[0] >= X.shape[1]:

@@ -27,7 +27,7 @@ from bayesmixed.likelihood._blocked_factor import (
     BlockedFactor, SparseA21, _a21_mul, _cholesky, _mul11, _rep, _trsolve,
 )
 from bayesmixed.likelihood._kernels import (
-    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_plan, schur_scalar_upper_v, symmetric_from_lower,
+    coo_pattern_csc, first_term_blocks, rank_update_lower, schur_scalar_upper_v, symmetric_from_lower,
 )
 from bayesmixed.likelihood._schur_cache import schur_cache
 
@@ -276,12 +276,12 @@ class BlockedSystem:
             csc = (A21.indptr, A21.indices, A21.data)
             if k1 == 1 and scale is not None:
                 n_threads = threads_for(self._kernel_flops(A21), MIN_KERNEL_FLOPS)
-                if not hasattr(self, "_XY"):        # built from cross-products: reuse and the class plan
+                if self.__dict__.get("_presum_ok", False):   # fixed weights: reuse and the class plan
                     U, V = schur_cache(self).upper(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
                                                    d2, self.m - v_rows, n_threads, self.A11.ravel())
-                else:
+                else:                                         # PIRLS reweights: the direct kernel
                     U, V = schur_scalar_upper_v(self.A22, *csc, (Wd[:, 0, 0] ** 2), scale, self.q_rest,
-                                                d2, self.m - v_rows, n_threads, self._presum(A21))
+                                                d2, self.m - v_rows, n_threads)
                 return U if d2 is None else (U, V)
             D = np.ascontiguousarray(Wd @ np.swapaxes(Wd, 1, 2))
             P = rank_update_lower(np.zeros((self.m, self.m)), *csc, D, k1)
@@ -297,18 +297,6 @@ class BlockedSystem:
             return P
         Av = A21[:v_rows]
         return P, np.triu((Av * d2) @ Av.T)
-
-    def _presum(self, A21: SparseA21):
-        """Dense (BLAS) and pre-summed first-term columns of the Schur kernel, planned once.
-
-        Only with fixed weights (the LMM); see ``_kernels.schur_plan``.
-        """
-        if not self.__dict__.get("_presum_ok", False):
-            return None
-        if self.__dict__.get("_presum_key") != id(A21.data):
-            plan = schur_plan(self.A11[:, 0, 0], A21.indptr, A21.indices, A21.data, self.m)
-            self._presum_key, self._presum_plan = id(A21.data), plan
-        return self._presum_plan
 
     def _kernel_flops(self, A21: SparseA21) -> float:
         """Work of the fused Schur kernel (pair updates and the m x m copy), cached per pattern."""
@@ -377,8 +365,10 @@ class BlockedSystem:
         ly = L22[-1, :-1]
         u_r = np.zeros(0)
         if qr:
-            rhs_r = ly[:qr] - L22[qr : qr + p, :qr].T @ beta
-            u_r = _trsolve(L22[:qr, :qr], rhs_r, trans=1)
+            rhs = np.zeros(L22.shape[0])                # the whole factor (no copy of its leading block):
+            rhs[:qr] = ly[:qr] - L22[qr : qr + p, :qr].T @ beta   # zeros below give zeros there
+            u_r = _trsolve(L22, rhs, trans=1)[:qr] if L22.flags.f_contiguous else \
+                _trsolve(L22[:qr, :qr], rhs[:qr], trans=1)
         e = np.concatenate([-self.lambda_rest(F.theta, u_r[:, None])[:, 0] if qr else u_r, -beta, [1.0]])
         v = self.t1.lambda_mul(self.theta_of(F.theta, 0), _a21_mul(F.A21, e, trans=True), trans=True)
         rhs1 = _mul11(F.L11inv, v[:, None])

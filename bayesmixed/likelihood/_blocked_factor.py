@@ -15,6 +15,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmixed._threads import blas_threads_for
+from bayesmixed.likelihood._kernels import csc_rmatvec
 
 _potrf = sla.get_lapack_funcs("potrf", (np.zeros(1),))
 _trtrs = sla.get_lapack_funcs("trtrs", (np.zeros(1),))
@@ -39,11 +40,11 @@ class SparseA21:
         return out[:, 0] if v.ndim == 1 else out
 
     def rmatvec(self, v: np.ndarray) -> np.ndarray:
-        """A' v for v (m,) or (m, r)."""
+        """A' v for v (m,) or (m, r): per column, its entries summed in order (compiled)."""
         V = v[:, None] if v.ndim == 1 else v
         out = np.empty((self.shape[1], V.shape[1]))
         for j in range(V.shape[1]):
-            out[:, j] = np.bincount(self.cols, weights=self.data * V[self.indices, j], minlength=self.shape[1])
+            out[:, j] = csc_rmatvec(self.indptr, self.indices, self.data, np.ascontiguousarray(V[:, j], dtype=float))
         return out[:, 0] if v.ndim == 1 else out
 
     def tocsr(self) -> sp.csr_array:

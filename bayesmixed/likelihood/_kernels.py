@@ -10,13 +10,8 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from typing import NamedTuple
-
 import numba
 import numpy as np
-from scipy.linalg.blas import dsyrk
-
-from bayesmixed._threads import blas_threads_for
 
 
 @numba.njit(cache=True, nogil=True)
@@ -60,29 +55,21 @@ def schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads=1
     return U
 
 
-def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1,
-                         presum=None):
+def schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2=None, tail=0, n_threads=1):
     """:func:`schur_scalar_upper`'s U and, in the same pass, V = A21v diag(d2) A21v' (upper, unscaled).
 
     ``A21v`` is A21 without the last ``tail`` entries of each column (the layout of
     ``BlockedSystem`` puts the X and y rows last), so V is ``(m - tail) x (m - tail)``;
     ``d2=None``: no V (returned as a 0 x 0 array). Used for the trace of the gradient.
-    ``presum``: a :class:`SchurPlan` (:func:`schur_plan`): the columns of class c
-    (``cls[j] = c >= 0``) share their ``d`` and ``d2`` (those of column ``rep[c]``), and
-    their sum ``G[c] = sum_j a_j a_j'`` (upper) replaces their pairs (a dense, streamed
-    update); the nearly dense columns (``cls[j] = -2``) go through BLAS (``dsyrk``).
+    (Systems with fixed weights go through ``_schur_cache`` and ``_schur_classes`` instead:
+    dense columns by BLAS, equal-weight classes pre-summed, products reused.)
     """
     m = A22.shape[0]
     U = np.empty((m, m))
     n_v = 0 if d2 is None else m - tail
     V = np.zeros((n_v, n_v))
-    if presum is not None and presum.dense.size:
-        A22, V = _dense_part(A22, presum, d, d2, n_v)
     d2 = d if d2 is None else d2
-    tile = schur_tile(m)
-    cls, rep, G = (np.full(indptr.shape[0] - 1, -1, dtype=np.int64), np.zeros(0, dtype=np.int64),
-                   np.zeros((0, 1, 1))) if presum is None else presum[:3]
-    args = (U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile, cls, rep, G)
+    args = (U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, schur_tile(m))
     if n_threads <= 1:
         schur_scalar_tiles(*args, 0, 1)
         return U, V
@@ -115,7 +102,7 @@ def _pool() -> ThreadPoolExecutor:
 
 @numba.njit(cache=True, nogil=True)
 def schur_scalar_tiles(U, V, A22, indptr, indices, data, d, d2, scale, q_rest, tail, tile,
-                       cls, rep, G, part, n_parts):  # pragma: no cover - compiled
+                       part, n_parts):  # pragma: no cover - compiled
     """The tiles ``t % n_parts == part`` (rows ``t * tile`` on) of :func:`schur_scalar_upper_v`.
 
     Per tile, every column j adds its pairs whose first row lies in the tile, so all the
@@ -134,19 +121,7 @@ def schur_scalar_tiles(U, V, A22, indptr, indices, data, d, d2, scale, q_rest, t
         for i in range(r0, r1):
             for k in range(i, m):
                 U[i, k] = A22[i, k]
-        for c in range(G.shape[0]):                  # pre-summed classes: dense rows, streamed
-            wu = d[rep[c]]
-            wv = d2[rep[c]]
-            for i in range(r0, r1):
-                for k in range(i, n_v):
-                    gik = G[c, i, k]
-                    U[i, k] -= wu * gik
-                    V[i, k] += wv * gik
-                for k in range(max(i, n_v), m):
-                    U[i, k] -= wu * G[c, i, k]
         for j in range(ncol):
-            if cls[j] != -1:                         # pre-summed or dense (BLAS)
-                continue
             a = ptr[j]
             end = indptr[j + 1]
             while a < end and indices[a] < r0:
@@ -273,97 +248,28 @@ def coo_pattern_csc(rows, cols, n_rows, n_cols):  # pragma: no cover - compiled
     return urow[:nu], ucol[:nu], inv
 
 
-class SchurPlan(NamedTuple):
-    """How :func:`schur_scalar_upper_v` treats each first-term column (see :func:`schur_plan`)."""
-
-    cls: np.ndarray      # per column: its class (>= 0), -1 scattered pairs, -2 dense (BLAS)
-    rep: np.ndarray      # one column of each class
-    G: np.ndarray        # (n_classes, m, m): each class's sum of a_j a_j' (upper triangle)
-    dense: np.ndarray    # the dense columns
-    B: np.ndarray        # (m, n_dense) those columns, dense (Fortran order)
-
-
-def schur_plan(a11, indptr, indices, data, m, budget_bytes=256e6, min_ratio=2.0, dense_frac=0.25):
-    """Which first-term columns go dense (BLAS) or are pre-summed in classes; None: all scattered.
-
-    A column with more than ``dense_frac * m`` nonzeros is cheaper in a BLAS ``dsyrk``
-    (measured on 1e6 Zipf-shaped rows, 10 000 x 1 000 levels: 296 such columns, product
-    0.068 -> 0.056 s, with the gradient's V 0.107 -> 0.090 s; 1/6 and 1/3 gained less). Among the others,
-    equal ``a11`` means equal ``d_j`` at every theta: a class is worth a dense ``m x m`` sum
-    when its pairs (``sum_j n_j (n_j + 1) / 2``) exceed ``min_ratio`` times the
-    ``m (m + 1) / 2`` entries of the dense update (streamed, but memory bound); the most
-    profitable classes first, within ``budget_bytes``.
-    """
-    cnt = np.diff(indptr).astype(float)
-    dense = np.flatnonzero(cnt > dense_frac * m)
-    vals, inv = np.unique(a11, return_inverse=True)
-    pairs_j = cnt * (cnt + 1) / 2.0
-    pairs_j[dense] = 0.0
-    pairs = np.bincount(inv, weights=pairs_j, minlength=vals.size)
-    order = np.argsort(-pairs)
-    n_max = int(budget_bytes // (8.0 * m * m))
-    chosen = [c for c in order[:n_max] if pairs[c] > min_ratio * m * (m + 1) / 2.0]
-    if not chosen and not dense.size:
-        return None
-    new = np.full(vals.size, -1, dtype=np.int64)
-    new[np.asarray(chosen, dtype=np.int64)] = np.arange(len(chosen))
-    cls = new[inv]
-    cls[dense] = -2
-    rep = np.empty(len(chosen), dtype=np.int64)
-    rep[cls[cls >= 0]] = np.flatnonzero(cls >= 0)
-    G = presum_build(np.zeros((len(chosen), m, m)), indptr, indices, data, cls, schur_tile(m))
-    B = np.zeros((m, dense.size), order="F")
-    for t, j in enumerate(dense):
-        B[indices[indptr[j] : indptr[j + 1]], t] = data[indptr[j] : indptr[j + 1]]
-    return SchurPlan(cls, rep, G, dense, B)
-
-
-def _dense_part(A22, plan: SchurPlan, d, d2, n_v):
-    """``A22 - B diag(d) B'`` (upper) and the start of V, ``Bv diag(d2) Bv'``, by ``dsyrk``."""
-    m, nd = plan.B.shape
-    Bd = plan.B * np.sqrt(d[plan.dense])
-    with blas_threads_for(float(m) ** 2 * nd):
-        C = dsyrk(1.0, Bd)                                   # upper triangle, zero below
-        V = np.ascontiguousarray(dsyrk(1.0, plan.B[:n_v] * np.sqrt(d2[plan.dense]))) if n_v \
-            else np.zeros((0, 0))
-    return A22 - C, V
-
-
 @numba.njit(cache=True, nogil=True)
-def presum_build(G, indptr, indices, data, cls, tile):  # pragma: no cover - compiled
-    """G[c] += a_j a_j' (upper triangle) for every column j of class c = cls[j] >= 0.
+def csc_rmatvec(indptr, indices, data, v):  # pragma: no cover - compiled
+    """``A' v`` for a CSC matrix A: each column's entries times ``v`` summed in order from 0."""
+    n = indptr.shape[0] - 1
+    out = np.empty(n)
+    for j in range(n):
+        s = 0.0
+        for a in range(indptr[j], indptr[j + 1]):
+            s += data[a] * v[indices[a]]
+        out[j] = s
+    return out
 
-    Class by class and, within a class, in tiles of ``tile`` rows (as
-    :func:`schur_scalar_tiles`), so that the writes stay in cache.
+
+def _numba_setup() -> None:
+    """numba's one-time set-up in this process, at import rather than in the first fit.
+
+    The first call of any compiled function builds numba's typing and target registries
+    (importing the rest of numba and its extensions: about 0.2 CPU s here) before its
+    cached machine code can load; a tiny call here pays that with the package's other
+    imports, so that a first fit costs what later fits do.
     """
-    n_cls, m = G.shape[0], G.shape[1]
-    start = np.zeros(n_cls + 1, dtype=np.int64)
-    for j in range(cls.shape[0]):
-        if cls[j] >= 0:
-            start[cls[j] + 1] += 1
-    for c in range(n_cls):
-        start[c + 1] += start[c]
-    fill = start[:-1].copy()
-    cols = np.empty(start[n_cls], dtype=np.int64)
-    for j in range(cls.shape[0]):
-        if cls[j] >= 0:
-            cols[fill[cls[j]]] = j
-            fill[cls[j]] += 1
-    for c in range(n_cls):
-        ptr = np.empty(start[c + 1] - start[c], dtype=np.int64)
-        for t in range(ptr.shape[0]):
-            ptr[t] = indptr[cols[start[c] + t]]
-        for r0 in range(0, m, tile):
-            r1 = min(r0 + tile, m)
-            for t in range(ptr.shape[0]):
-                j = cols[start[c] + t]
-                a = ptr[t]
-                end = indptr[j + 1]
-                while a < end and indices[a] < r1:
-                    va = data[a]
-                    ia = indices[a]
-                    for b in range(a, end):
-                        G[c, ia, indices[b]] += va * data[b]
-                    a += 1
-                ptr[t] = a
-    return G
+    csc_rmatvec(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(1))
+
+
+_numba_setup()

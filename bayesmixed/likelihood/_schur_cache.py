@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from bayesmixed.likelihood import _kernels
-from bayesmixed.likelihood._schur_classes import ClassPlan
+from bayesmixed.likelihood._schur_classes import ClassPlan, rest_upper
 
 CACHE_BYTES = 256 << 20         # most memory the cached products may hold
 CACHE_ENTRIES = 3               # first-term thetas remembered
@@ -76,7 +76,7 @@ class SchurCache:
         if 8 * m * m > CACHE_BYTES:
             PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
             if PV is None:
-                return _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
+                PV = _direct(A22, indptr, indices, data, d, d2, tail, n_threads)
             return (scale_upper(PV, scale, q_rest), None) if d2 is None else (scale_upper(PV[0], scale, q_rest), PV[1])
         for e in self.entries:
             if (e[0] is A22 and e[1] is data and e[4] == tail and np.array_equal(e[2], d)
@@ -85,9 +85,8 @@ class SchurCache:
                 return scale_upper(e[5], scale, q_rest), e[6]
         PV = None if plan is None else plan.unscaled(d, n_threads, d2, tail)
         if PV is None:
-            P, V = _direct(A22, indptr, indices, data, d, np.ones(m), 0, d2, tail, n_threads)
-        else:
-            P, V = (PV, None) if d2 is None else PV
+            PV = _direct(A22, indptr, indices, data, d, d2, tail, n_threads)
+        P, V = (PV, None) if d2 is None else PV
         keep = max(1, min(CACHE_ENTRIES, CACHE_BYTES // (8 * m * m)))
         live = [e for e in self.entries if e[0] is A22 and e[1] is data]
         self.entries = live[max(0, len(live) - keep + 1):]
@@ -96,10 +95,10 @@ class SchurCache:
         return scale_upper(P, scale, q_rest), V
 
 
-def _direct(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads):
-    if d2 is None:
-        return _kernels.schur_scalar_upper(A22, indptr, indices, data, d, scale, q_rest, n_threads), None
-    return _kernels.schur_scalar_upper_v(A22, indptr, indices, data, d, scale, q_rest, d2, tail, n_threads)
+def _direct(A22, indptr, indices, data, d, d2, tail, n_threads):
+    """The unscaled product without a plan: every column scattered (``rest_upper``: the
+    kernel's sums in its order; U and V interleaved), ``P`` or ``(P, V)``."""
+    return rest_upper(A22, indptr, indices, data, d, n_threads, d2, tail)
 
 
 def schur_cache(owner) -> SchurCache:

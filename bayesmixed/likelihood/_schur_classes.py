@@ -34,7 +34,7 @@ import scipy.linalg.blas as fblas
 from bayesmixed._threads import blas_threads_for
 from bayesmixed.likelihood import _kernels
 
-MIN_WORK = 2e8                  # multiply-adds per evaluation below which the kernel alone is used
+MIN_WORK = 1e7                  # multiply-adds per evaluation below which the kernel alone is used
 HEAVY_FRACTION = 0.3            # a column with at least this share of the m rows is dense
 CLASS_MIN_RATIO = 2.0           # a class is pre-summed when its work exceeds this many times its entries
 CLASS_BYTES = 1 << 30           # memory of the pre-summed classes
@@ -249,7 +249,9 @@ def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1, d2=None, tail:
     ``_kernels.schur_scalar_upper(A22, ..., d, ones, 0)``, so the same numbers; tiles of
     ``TILE_BYTES`` of the target, shared between ``n_threads`` threads. With ``d2``:
     ``(U, V)``, V the upper triangle of ``A21v diag(d2) A21v'`` (each column without its
-    last ``tail`` entries) from the same pass, as ``_kernels.schur_scalar_upper_v``.
+    last ``tail`` entries) from the same pass, as ``_kernels.schur_scalar_upper_v``. The
+    two are then interleaved in memory (``U[i, k]`` next to ``V[i, k]``: one cache line
+    serves both updates of a pair, a third faster) and returned as strided views.
 
     Examples
     --------
@@ -261,27 +263,27 @@ def rest_upper(A22, indptr, indices, data, d, n_threads: int = 1, d2=None, tail:
     True
     """
     m = A22.shape[0]
-    U = np.empty((m, m))
-    V = np.zeros((0, 0) if d2 is None else (m - tail, m - tail))
     tile = int(max(16, min(m, TILE_BYTES // (8 * max(m, 1)))))
+    if n_threads > 1:             # four tiles a thread at least: the early rows hold most pairs
+        tile = int(max(16, min(tile, -(-m // (4 * int(n_threads))))))
     n_threads = max(1, min(int(n_threads), -(-m // tile)))
-    args = (U, V, A22, indptr, indices, data, d, d if d2 is None else d2, tail, tile)
-    futures = [_kernels._pool().submit(rest_tiles, *args, part, n_threads) for part in range(1, n_threads)]
-    rest_tiles(*args, 0, n_threads)
+    if d2 is None:
+        U = np.empty((m, m))
+        kernel, args = rest_tiles, (U, A22, indptr, indices, data, d, tile)
+    else:
+        UV = np.empty((m, m, 2))
+        kernel, args = rest_tiles_uv, (UV, A22, indptr, indices, data, d, d2, tail, tile)
+    futures = [_kernels._pool().submit(kernel, *args, part, n_threads) for part in range(1, n_threads)]
+    kernel(*args, 0, n_threads)
     for f in futures:
         f.result()
-    return U if d2 is None else (U, V)
+    return U if d2 is None else (UV[:, :, 0], UV[: m - tail, : m - tail, 1])
 
 
 @numba.njit(cache=True, nogil=True)
-def rest_tiles(U, V, A22, indptr, indices, data, d, d2, tail, tile, part, n_parts):  # pragma: no cover
-    """Tiles ``t % n_parts == part`` of :func:`rest_upper`: per column, four (then one) rows at a time.
-
-    V (``n_v x n_v``, zero on entry; ``n_v = 0``: none) takes the pairs of entries before
-    each column's last ``tail``.
-    """
+def rest_tiles(U, A22, indptr, indices, data, d, tile, part, n_parts):  # pragma: no cover - compiled
+    """Tiles ``t % n_parts == part`` of :func:`rest_upper` (no V): per column, four (then one) rows at a time."""
     m = A22.shape[0]
-    n_v = V.shape[0]
     ptr = indptr[:-1].copy()
     for t in range(part, (m + tile - 1) // tile, n_parts):
         r0, r1 = t * tile, min(t * tile + tile, m)
@@ -290,32 +292,22 @@ def rest_tiles(U, V, A22, indptr, indices, data, d, d2, tail, tile, part, n_part
                 U[i, k] = A22[i, k]
         for j in range(indptr.shape[0] - 1):
             a, end, dj = ptr[j], indptr[j + 1], d[j]
-            endv = end - tail if n_v > 0 else a       # entries before endv also go to V
             while a < end and indices[a] < r0:          # rows of tiles another thread owns
                 a += 1
-            while a + 3 < end and indices[a + 3] < r1 and (a + 3 < endv or a >= endv):
-                _four_rows(U, V, indices, data, a, end, endv, dj, d2[j])
+            while a + 3 < end and indices[a + 3] < r1:
+                _four_rows(U, indices, data, a, end, dj)
                 a += 4
             while a < end and indices[a] < r1:
                 ia, va = indices[a], data[a] * dj
-                if a < endv:
-                    wa = data[a] * d2[j]
-                    for b in range(a, endv):
-                        x, ib = data[b], indices[b]
-                        U[ia, ib] -= va * x
-                        V[ia, ib] += wa * x
-                    for b in range(endv, end):
-                        U[ia, indices[b]] -= va * data[b]
-                else:
-                    for b in range(a, end):
-                        U[ia, indices[b]] -= va * data[b]
+                for b in range(a, end):
+                    U[ia, indices[b]] -= va * data[b]
                 a += 1
             ptr[j] = a
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _four_rows(U, V, indices, data, a, end, endv, dj, d2j):  # pragma: no cover - compiled
-    """The pairs of entries ``a .. a + 3`` of a column with every later entry (V: all four before endv)."""
+def _four_rows(U, indices, data, a, end, dj):  # pragma: no cover - compiled
+    """The pairs of entries ``a .. a + 3`` of a column with every later entry."""
     i0, i1, i2, i3 = indices[a], indices[a + 1], indices[a + 2], indices[a + 3]
     v0, v1, v2, v3 = data[a] * dj, data[a + 1] * dj, data[a + 2] * dj, data[a + 3] * dj
     U[i0, i0] -= v0 * data[a]
@@ -324,29 +316,85 @@ def _four_rows(U, V, indices, data, a, end, endv, dj, d2j):  # pragma: no cover 
     U[i1, i1] -= v1 * data[a + 1]
     U[i1, i2] -= v1 * data[a + 2]
     U[i2, i2] -= v2 * data[a + 2]
-    start = a + 3
-    if a + 3 < endv:
-        w0, w1, w2, w3 = data[a] * d2j, data[a + 1] * d2j, data[a + 2] * d2j, data[a + 3] * d2j
-        V[i0, i0] += w0 * data[a]
-        V[i0, i1] += w0 * data[a + 1]
-        V[i0, i2] += w0 * data[a + 2]
-        V[i1, i1] += w1 * data[a + 1]
-        V[i1, i2] += w1 * data[a + 2]
-        V[i2, i2] += w2 * data[a + 2]
-        for b in range(a + 3, endv):
-            x, ib = data[b], indices[b]
-            U[i0, ib] -= v0 * x
-            U[i1, ib] -= v1 * x
-            U[i2, ib] -= v2 * x
-            U[i3, ib] -= v3 * x
-            V[i0, ib] += w0 * x
-            V[i1, ib] += w1 * x
-            V[i2, ib] += w2 * x
-            V[i3, ib] += w3 * x
-        start = endv
-    for b in range(start, end):
+    for b in range(a + 3, end):
         x, ib = data[b], indices[b]
         U[i0, ib] -= v0 * x
         U[i1, ib] -= v1 * x
         U[i2, ib] -= v2 * x
         U[i3, ib] -= v3 * x
+
+
+@numba.njit(cache=True, nogil=True)
+def rest_tiles_uv(UV, A22, indptr, indices, data, d, d2, tail, tile, part, n_parts):  # pragma: no cover
+    """:func:`rest_tiles` with V: ``UV[i, k, 0]`` is U, ``UV[i, k, 1]`` V (zeroed here, lower triangle too).
+
+    V takes the pairs of entries before each column's last ``tail``; each U entry gets
+    the same products in the same order as :func:`rest_tiles`.
+    """
+    m = A22.shape[0]
+    ptr = indptr[:-1].copy()
+    for t in range(part, (m + tile - 1) // tile, n_parts):
+        r0, r1 = t * tile, min(t * tile + tile, m)
+        for i in range(r0, r1):
+            for k in range(i):
+                UV[i, k, 1] = 0.0                   # V's lower triangle is zero (U's is not set)
+            for k in range(i, m):
+                UV[i, k, 0] = A22[i, k]
+                UV[i, k, 1] = 0.0
+        for j in range(indptr.shape[0] - 1):
+            a, end, dj, d2j = ptr[j], indptr[j + 1], d[j], d2[j]
+            endv = end - tail
+            while a < end and indices[a] < r0:
+                a += 1
+            while a + 3 < endv and indices[a + 3] < r1:
+                _four_rows_uv(UV, indices, data, a, end, endv, dj, d2j)
+                a += 4
+            while a < end and indices[a] < r1:
+                ia, va = indices[a], data[a] * dj
+                if a < endv:
+                    wa = data[a] * d2j
+                    for b in range(a, endv):
+                        x, ib = data[b], indices[b]
+                        UV[ia, ib, 0] -= va * x
+                        UV[ia, ib, 1] += wa * x
+                for b in range(max(a, endv), end):
+                    UV[ia, indices[b], 0] -= va * data[b]
+                a += 1
+            ptr[j] = a
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four_rows_uv(UV, indices, data, a, end, endv, dj, d2j):  # pragma: no cover - compiled
+    """:func:`_four_rows` for U and V together (all four entries before ``endv``)."""
+    i0, i1, i2, i3 = indices[a], indices[a + 1], indices[a + 2], indices[a + 3]
+    x0, x1, x2, x3 = data[a], data[a + 1], data[a + 2], data[a + 3]
+    v0, v1, v2, v3 = x0 * dj, x1 * dj, x2 * dj, x3 * dj
+    w0, w1, w2, w3 = x0 * d2j, x1 * d2j, x2 * d2j, x3 * d2j
+    UV[i0, i0, 0] -= v0 * x0
+    UV[i0, i0, 1] += w0 * x0
+    UV[i0, i1, 0] -= v0 * x1
+    UV[i0, i1, 1] += w0 * x1
+    UV[i0, i2, 0] -= v0 * x2
+    UV[i0, i2, 1] += w0 * x2
+    UV[i1, i1, 0] -= v1 * x1
+    UV[i1, i1, 1] += w1 * x1
+    UV[i1, i2, 0] -= v1 * x2
+    UV[i1, i2, 1] += w1 * x2
+    UV[i2, i2, 0] -= v2 * x2
+    UV[i2, i2, 1] += w2 * x2
+    for b in range(a + 3, endv):
+        x, ib = data[b], indices[b]
+        UV[i0, ib, 0] -= v0 * x
+        UV[i0, ib, 1] += w0 * x
+        UV[i1, ib, 0] -= v1 * x
+        UV[i1, ib, 1] += w1 * x
+        UV[i2, ib, 0] -= v2 * x
+        UV[i2, ib, 1] += w2 * x
+        UV[i3, ib, 0] -= v3 * x
+        UV[i3, ib, 1] += w3 * x
+    for b in range(endv, end):
+        x, ib = data[b], indices[b]
+        UV[i0, ib, 0] -= v0 * x
+        UV[i1, ib, 0] -= v1 * x
+        UV[i2, ib, 0] -= v2 * x
+        UV[i3, ib, 0] -= v3 * x
