@@ -154,3 +154,37 @@ print("+".join(started[0][1]), repr(lp), repr(list(g)))
     assert float(lp) == ref[0]
     np.testing.assert_array_equal(np.array(eval(g)), ref[1])
     assert any("_schur_one" in p.name for p in tmp_path.rglob("*.nbi"))
+
+
+def test_numpy_scalars_are_passed_as_the_c_function_passes_them():
+    """A float32 or int32 scalar argument would compile the kernel for that type while the C
+    function passes double/int64: scalars are converted first, so both give the kernel's value."""
+    cd, kernel, args = _collapsed("z ~ x + (x | g)", _data())
+    x = C.initial_point(cd, 2)
+    ref = kernel(x, *args)
+    odd = tuple(np.float32(a) if isinstance(a, float) and a == int(a) else a for a in args)
+    odd = tuple(np.int32(a) if isinstance(a, int) else a for a in odd)
+    lp, g = NativeDensity("one", kernel, odd, x)(x)
+    assert lp == ref[0]
+    np.testing.assert_array_equal(g, ref[1])
+
+
+def test_addresses_are_never_pickled():
+    import pickle
+
+    cd, kernel, args = _collapsed("z ~ x + (x | g)", _data())
+    dens = NativeDensity("one", kernel, args, C.initial_point(cd, 0))
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(dens)
+
+
+def test_a_strided_array_is_a_typing_error_not_a_wrong_value():
+    """The pieces are compiled for C-contiguous arrays and called through their addresses: a
+    caller passing a strided array must not compile (it would index without strides)."""
+    from numba.core.errors import TypingError
+
+    cd, kernel, args = _collapsed("z ~ x + (x | g)", _data())
+    vals = np.asfortranarray(args[13])                 # the level rows' values, 2-d
+    assert not vals.flags.c_contiguous
+    with pytest.raises(TypingError, match="declared"):
+        kernel(C.initial_point(cd, 0), *args[:13], vals, *args[14:])

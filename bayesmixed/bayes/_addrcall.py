@@ -8,8 +8,10 @@ for the argument types named here) leaves the caller small. The address is a run
 value, so the caller stays cacheable on disk; :func:`native_address` gives it.
 
 The caller's argument types are checked against the declared ones when it compiles
-(a mismatch is a typing error, never a call with the wrong layout). Array layout and
-mutability do not change numba's argument layout, so only dtype and dimensions count.
+(a mismatch is a typing error, never a call with the wrong layout): dtype, dimensions and
+contiguity (a callee compiled for C-contiguous arrays ignores strides); mutability does
+not change numba's argument layout. Process-specific: an address is valid only in the
+process that took it (never pickle one).
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def is_cached(dispatcher) -> bool:
 def compile_elsewhere(module: str, pieces) -> subprocess.Popen | None:
     """Start a Python process that compiles ``module.PIECES[p]`` for ``p`` in ``pieces`` into numba's
     cache (``None`` if it cannot start). Call ``.wait()`` before loading them."""
-    if not pieces:
-        return None
+    exe = os.path.basename(sys.executable or "")
+    if not pieces or getattr(sys, "frozen", False) or not exe.startswith("python"):
+        return None                      # an embedded or frozen interpreter: not a Python to start
     try:
         return subprocess.Popen([sys.executable, "-c", _CHILD, _PACKAGE_ROOT, module, *pieces],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,20 +103,30 @@ def piece_addresses(module: str, pieces: dict, in_child: tuple = (), meanwhile=N
         child = None
         if in_child and not any(is_cached(pieces[n][0]) for n in in_child) and _idle_core():
             child = compile_elsewhere(module, in_child)
-        found = {name: native_address(f, args, res) for name, (f, res, args) in pieces.items() if name not in in_child}
-        if meanwhile is not None:
-            meanwhile()
-        if child is not None:
-            child.wait()
+        try:
+            found = {name: native_address(f, args, res) for name, (f, res, args) in pieces.items()
+                     if name not in in_child}
+            if meanwhile is not None:
+                meanwhile()
+            if child is not None:
+                try:
+                    child.wait(timeout=600)
+                except subprocess.TimeoutExpired:      # stuck: compile the pieces here instead
+                    pass
+        finally:
+            if child is not None and child.poll() is None:    # an error or interrupt here: do not leave it
+                child.kill()
+                child.wait()
         found.update({n: native_address(pieces[n][0], pieces[n][2], pieces[n][1]) for n in in_child})
         _ADDRESSES[module] = np.array([found[n] for n in pieces], dtype=np.int64)
     return _ADDRESSES[module]
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, types.Array) and isinstance(b, types.Array):
-        return a.dtype == b.dtype and a.ndim == b.ndim
-    return a == b
+def _same(declared, given) -> bool:
+    if isinstance(declared, types.Array) and isinstance(given, types.Array):
+        return (declared.dtype == given.dtype and declared.ndim == given.ndim
+                and (declared.layout != "C" or given.layout == "C"))
+    return declared == given
 
 
 def _check(name: str, argtypes: tuple, given: tuple) -> None:

@@ -167,11 +167,16 @@ class NativeDensity:
         spec = SPECS[name]
         if len(args) != len(spec) or not all(_matches(a, c) for a, c in zip(args, spec)):
             raise TypeError(f"arguments do not match the {name!r} layout")
-        kernel(np.ascontiguousarray(x0, dtype=np.float64), *args)
-        sig = tuple(numba.typeof(a) for a in (np.ascontiguousarray(x0, dtype=np.float64), *args))
-        cres = kernel.overloads[sig]
-        if cres.signature.return_type != _RESULT:
-            raise TypeError(f"{kernel.__name__} returns {cres.signature.return_type}")
+        # scalars as the C function passes them (int64, double), whatever numpy type they came as
+        args = tuple(int(a) if c == "i" else float(a) if c == "d" else a for a, c in zip(args, spec))
+        x0 = np.ascontiguousarray(x0, dtype=np.float64)
+        kernel(x0, *args)
+        cres = kernel.overloads[tuple(numba.typeof(a) for a in (x0, *args))]
+        declared = (_X, *(_TYPES[c] for c in spec))
+        if cres.signature.return_type != _RESULT or not all(
+                t == d or (isinstance(t, types.Array) and t.dtype == d.dtype and t.ndim == d.ndim and t.layout == "C")
+                for t, d in zip(cres.signature.args, declared)):
+            raise TypeError(f"{kernel.__name__} compiled as {cres.signature}, not the {name!r} layout")
         self.name = name
         self.keep = [kernel]
         ud = np.zeros(1 + SLOT * len(args), dtype=np.int64)
@@ -187,6 +192,10 @@ class NativeDensity:
             ud[o + 1:o + 1 + arr.ndim] = arr.shape
         self.user_data = ud
 
+    def __reduce__(self):
+        raise TypeError("a NativeDensity holds this process's memory addresses and cannot be pickled or "
+                        "copied; build a new one from the kernel and its arguments")
+
     def __call__(self, x) -> tuple[float, np.ndarray]:
         """Evaluate through the C function (what nutpie calls): ``(logp, grad)``, ``-inf`` on failure."""
         x = np.ascontiguousarray(x, dtype=np.float64)
@@ -199,7 +208,8 @@ class NativeDensity:
 def nutpie_model(name: str, kernel, args: tuple, x0: np.ndarray, names: list[str], dim_name: str, initial_point):
     """A nutpie model (``theta_u`` over ``dim_name`` with coordinates ``names``) whose density is
     ``kernel(x, *args)`` through the C function ``name``; ``None`` when the arguments do not
-    fit that layout or this nutpie cannot take a C function (the caller uses ``from_pyfunc``)."""
+    fit that layout, the kernel does not compile or evaluate at ``x0``, or this nutpie cannot
+    take a C function (the caller uses ``from_pyfunc``, which reports any real error)."""
     try:
         from nutpie.compile_pymc import CompiledPyMCModel
 
@@ -212,5 +222,5 @@ def nutpie_model(name: str, kernel, args: tuple, x0: np.ndarray, names: list[str
             shared_data={"keep": density}, shared_var_keys={}, user_data=density.user_data,
             n_expanded=ndim, shape_info=(["theta_u"], [slice(0, ndim)], [(ndim,)]), logp_func=None,
             expand_func=None)
-    except (ImportError, TypeError, AttributeError, KeyError):
+    except Exception:  # noqa: BLE001 - anything this route cannot do falls back to the Python callbacks
         return None
