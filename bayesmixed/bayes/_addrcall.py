@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -89,15 +90,17 @@ def native_address(dispatcher, argtypes: tuple, restype=None) -> int:
 _ADDRESSES: dict = {}
 
 
-def piece_addresses(module: str, pieces: dict, in_child: tuple = (), meanwhile=None) -> np.ndarray:
+def piece_addresses(module: str, pieces: dict, in_child: tuple = (), caller=None, caller_args: tuple = ()
+                    ) -> np.ndarray:
     """The native addresses of ``pieces`` (``{name: (dispatcher, restype, argtypes)}`` of the
     kernel module ``module``), in their order; each compiled or loaded once per process.
 
     With numba's cache empty for all of ``in_child`` (the first fit after installing) and a
     core idle right now (on a busy machine a second process only slows both), a second
-    Python process compiles those while this one compiles the others and runs
-    ``meanwhile()`` (e.g. compiling the caller, which needs no address to compile); the
-    results come through the cache. If that process fails, this one compiles them as usual.
+    Python process compiles those while this one compiles the others and then ``caller``,
+    the kernel that calls the pieces, for ``(x, addresses, *caller_args)`` (it needs no
+    address to compile); the results come through the cache. If that process fails, this
+    one compiles them as usual.
     """
     if module not in _ADDRESSES:
         child = None
@@ -106,8 +109,9 @@ def piece_addresses(module: str, pieces: dict, in_child: tuple = (), meanwhile=N
         try:
             found = {name: native_address(f, args, res) for name, (f, res, args) in pieces.items()
                      if name not in in_child}
-            if meanwhile is not None:
-                meanwhile()
+            if caller is not None:
+                caller.compile(tuple(numba.typeof(a) for a in (np.zeros(1), np.zeros(1, dtype=np.int64),
+                                                               *caller_args)))
             if child is not None:
                 try:
                     child.wait(timeout=600)
@@ -159,31 +163,24 @@ def propagating_caller(name: str, restype, argtypes: tuple):
     return call
 
 
-def flagging_caller(name: str, restype, argtypes: tuple, build_args=None):
-    """An intrinsic ``call(address, args) -> (ok, result)``, for C functions that cannot raise:
-    ``ok`` is false when the callee raised (``result`` is then a null placeholder).
-
-    ``args`` is the tuple of arguments, or with ``build_args(context, builder, args_value) ->
-    [llvm values]`` any value the callee's arguments are built from (e.g. a pointer)."""
+def flagging_caller(name: str, restype, argtypes: tuple, build_args):
+    """An intrinsic ``call(address, value) -> (ok, result)``, for C functions that cannot raise:
+    the callee's arguments are ``build_args(context, builder, value)`` (LLVM values built from
+    any ``value``, e.g. a pointer); ``ok`` is false when the callee raised (``result`` is then
+    a null placeholder)."""
     argtypes = tuple(argtypes)
     result = types.Tuple((types.boolean, restype))
 
     @intrinsic
-    def call(typingctx, address, args):
-        if build_args is None:
-            _check(name, argtypes, tuple(args.types))
-
+    def call(typingctx, address, value):
         def codegen(context, builder, sig, llargs):
-            if build_args is None:
-                vals = cgutils.unpack_tuple(builder, llargs[1], len(argtypes))
-            else:
-                vals = build_args(context, builder, llargs[1])
+            vals = build_args(context, builder, llargs[1])
             status, res = _emit_call(context, builder, restype, argtypes, llargs[0], vals)
             out = cgutils.alloca_once_value(builder, context.get_constant_null(restype))
             with builder.if_then(status.is_ok, likely=True):
                 builder.store(res, out)
             return context.make_tuple(builder, result, (status.is_ok, builder.load(out)))
-        return result(address, args), codegen
+        return result(address, value), codegen
     return call
 
 

@@ -27,7 +27,7 @@ from bayesmixed.bayes._collapsed_hyper import _log_sigmoid, positive_prior
 from bayesmixed.bayes._collapsed_kernels import logp_grad_small
 
 LOG2PI = math.log(2.0 * math.pi)
-_NO_DRAW = np.zeros(0)
+_NO_DRAW = np.zeros(0)                # the kernels' ``z`` when they evaluate the density (non-empty: draw)
 # called from compiled code only: no CPython or C wrapper to generate (less to compile)
 _INTERNAL = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
@@ -350,14 +350,6 @@ _hyper_at, _schur_at, _solve_at, _grad_at = (propagating_caller(name, res, args)
 _IN_CHILD = ("schur", "grad")
 
 
-def _addresses(args: tuple) -> np.ndarray:
-    """:func:`~bayesmixed.bayes._addrcall.piece_addresses` of the four pieces; ``logp_grad_one``
-    for ``args`` (without ``x`` and the addresses) compiles meanwhile."""
-    def compile_caller():
-        logp_grad_one.compile(tuple(numba.typeof(a) for a in (np.zeros(1), np.zeros(1, dtype=np.int64), *args)))
-    return piece_addresses(__name__, PIECES, _IN_CHILD, compile_caller)
-
-
 @numba.njit(cache=True, nogil=True)
 def logp_grad_one(x, addr, k, corr, sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, s0, A11, ptr, rows,
                   vals, A22, n, sumlogw, z):  # pragma: no cover - compiled
@@ -397,5 +389,5 @@ def small_kernel(cd):
     data = (cd.s0, cd.A11, cd.ptr, cd.rows, cd.vals, cd.A22, cd.n, cd.sumlogw)
     if len(tk) == 1:
         args = (int(tk[0]), int(tcorr[0]), sd_code, sd_par, cpc_beta, cpc_c0, sig_code, sig_par, *data, _NO_DRAW)
-        return logp_grad_one, (_addresses(args), *args[:-1])
+        return logp_grad_one, (piece_addresses(__name__, PIECES, _IN_CHILD, logp_grad_one, args), *args[:-1])
     return logp_grad_small, (*cd.args_hyper, *data)

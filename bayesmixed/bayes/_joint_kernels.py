@@ -119,9 +119,7 @@ _forward_at, _backward_at = (propagating_caller(name, res, args) for name, (_, r
 def kernel_args(args: tuple) -> tuple:
     """``(addresses, *args)``: what :func:`joint_logp_grad` takes after ``x`` (the pieces' native
     addresses, compiled or loaded once; ``joint_logp_grad`` compiles meanwhile)."""
-    def compile_caller():
-        joint_logp_grad.compile(tuple(numba.typeof(a) for a in (np.zeros(1), np.zeros(1, dtype=np.int64), *args)))
-    return (piece_addresses(__name__, PIECES, ("forward",), compile_caller), *args)
+    return (piece_addresses(__name__, PIECES, ("forward",), joint_logp_grad, tuple(args)), *args)
 
 
 @numba.njit(cache=True, nogil=True)

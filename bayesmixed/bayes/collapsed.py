@@ -34,7 +34,7 @@ from bayesmixed._threads import single_blas_thread
 from bayesmixed.bayes import _collapsed_kernels as K
 from bayesmixed.bayes import _collapsed_large as L
 from bayesmixed.bayes._collapsed_draws import conditional_draws, cor_pairs, posterior_dataset
-from bayesmixed.bayes._collapsed_one import logp_grad_one, small_kernel
+from bayesmixed.bayes._collapsed_one import _NO_DRAW, logp_grad_one, small_kernel
 from bayesmixed.bayes._native import nutpie_model
 from bayesmixed.bayes.loglik import eta_draws
 from bayesmixed.bayes.priors import Priors, resolve_priors
@@ -49,8 +49,6 @@ __all__ = ["collapsed_logp_and_grad", "conditional_draws", "cor_pairs", "gaussia
 _POSITIVE = {"HalfNormal": 0, "HalfStudentT": 1, "HalfCauchy": 2, "HalfFlat": 3, "Exponential": 4,
              "Gamma": 5, "InverseGamma": 6, "LogNormal": 7, "Uniform": 8}
 SMALL_DENSE = K.SMALL_DENSE          # dense parts up to this size: one kernel call (logp_grad_small)
-# the small kernel's ``z`` when it evaluates the density (a non-empty z draws the effects)
-_NO_DRAW = np.zeros(0)
 
 
 def _positive_par(prior) -> tuple[int, np.ndarray]:
