@@ -159,6 +159,44 @@ def _tril_inv(L, k):  # pragma: no cover - compiled
     return Li
 
 
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _chol_inv(A, L, Ainv, Li):  # pragma: no cover - compiled
+    """Lower Cholesky factor ``L`` of ``A`` and ``Ainv``, the inverse of A's leading ``n1`` block
+    (``n1 = Ainv.shape[0]``; ``Li`` an n1 x n1 workspace); returns that block's log determinant.
+    The one-term kernel's level blocks and dense part, and :func:`dense_chol_inv`, share it."""
+    n, n1 = A.shape[0], Ainv.shape[0]
+    for j in range(n):
+        acc = A[j, j]
+        for h in range(j):
+            acc -= L[j, h] * L[j, h]
+        if not acc > 0.0:
+            raise np.linalg.LinAlgError("Matrix is not positive definite.")
+        d = math.sqrt(acc)
+        L[j, j] = d
+        for i in range(j + 1, n):
+            acc = A[i, j]
+            for h in range(j):
+                acc -= L[i, h] * L[j, h]
+            L[i, j] = acc / d
+    logdet = 0.0
+    for j in range(n1):                                 # Li = (leading block of L)^{-1}
+        logdet += 2.0 * math.log(L[j, j])
+        Li[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, n1):
+            acc = 0.0
+            for h in range(j, i):
+                acc += L[i, h] * Li[h, j]
+            Li[i, j] = -acc / L[i, i]
+    for a in range(n1):
+        for b in range(a + 1):
+            acc = 0.0
+            for i in range(a, n1):
+                acc += Li[i, a] * Li[i, b]
+            Ainv[a, b] = acc
+            Ainv[b, a] = acc
+    return logdet
+
+
 @numba.njit(cache=True, nogil=True)
 def dense_chol_inv(S):  # pragma: no cover - compiled
     """(U, Sinv): upper Cholesky factor of S and the inverse of its leading (m-1) block (small m).
@@ -168,29 +206,8 @@ def dense_chol_inv(S):  # pragma: no cover - compiled
     """
     m = S.shape[0]
     L = np.zeros((m, m))
-    for j in range(m):
-        acc = S[j, j]
-        for k in range(j):
-            acc -= L[j, k] * L[j, k]
-        if not acc > 0.0:
-            raise np.linalg.LinAlgError("Matrix is not positive definite.")
-        d = math.sqrt(acc)
-        L[j, j] = d
-        for i in range(j + 1, m):
-            acc = S[i, j]
-            for k in range(j):
-                acc -= L[i, k] * L[j, k]
-            L[i, j] = acc / d
-    m1 = m - 1
-    Li = _tril_inv(L, m1)
-    Sinv = np.zeros((m1, m1))
-    for a in range(m1):
-        for b in range(a + 1):
-            acc = 0.0
-            for i in range(a, m1):
-                acc += Li[i, a] * Li[i, b]
-            Sinv[a, b] = acc
-            Sinv[b, a] = acc
+    Sinv = np.empty((m - 1, m - 1))
+    _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
     return np.ascontiguousarray(L.T), Sinv
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from numba import types
 
 from bayesmixed.bayes._addrcall import piece_addresses, propagating_caller
-from bayesmixed.bayes._collapsed_hyper import _log_sigmoid, positive_prior
+from bayesmixed.bayes._collapsed_hyper import _chol_inv, _log_sigmoid, positive_prior
 from bayesmixed.bayes._collapsed_kernels import logp_grad_small
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -134,44 +134,6 @@ def _schur_one(T1, f, A11, ptr, rows, vals, A22, Minv, L11, L, Sinv):  # pragma:
         for j in range(i + 1):
             S[i, j] = S[i, j] * (f[i] * f[j]) + (1.0 if i == j and i < m - 1 else 0.0)
     return logdet + _chol_inv(S, L, Sinv, np.empty((m - 1, m - 1)))
-
-
-@numba.njit(cache=True, nogil=True, **_INTERNAL)
-def _chol_inv(A, L, Ainv, Li):  # pragma: no cover - compiled
-    """Lower Cholesky factor ``L`` of ``A`` and ``Ainv``, the inverse of A's leading ``n1`` block
-    (``n1 = Ainv.shape[0]``; ``Li`` an n1 x n1 workspace); returns that block's log determinant.
-    The level blocks and the dense part share it (one compiled factorization)."""
-    n, n1 = A.shape[0], Ainv.shape[0]
-    for j in range(n):
-        acc = A[j, j]
-        for h in range(j):
-            acc -= L[j, h] * L[j, h]
-        if not acc > 0.0:
-            raise np.linalg.LinAlgError("Matrix is not positive definite.")
-        d = math.sqrt(acc)
-        L[j, j] = d
-        for i in range(j + 1, n):
-            acc = A[i, j]
-            for h in range(j):
-                acc -= L[i, h] * L[j, h]
-            L[i, j] = acc / d
-    logdet = 0.0
-    for j in range(n1):                                 # Li = (leading block of L)^{-1}
-        logdet += 2.0 * math.log(L[j, j])
-        Li[j, j] = 1.0 / L[j, j]
-        for i in range(j + 1, n1):
-            acc = 0.0
-            for h in range(j, i):
-                acc += L[i, h] * Li[h, j]
-            Li[i, j] = -acc / L[i, i]
-    for a in range(n1):
-        for b in range(a + 1):
-            acc = 0.0
-            for i in range(a, n1):
-                acc += Li[i, a] * Li[i, b]
-            Ainv[a, b] = acc
-            Ainv[b, a] = acc
-    return logdet
 
 
 @numba.njit(cache=True, nogil=True, **_INTERNAL)
